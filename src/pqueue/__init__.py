@@ -1,0 +1,1 @@
+"""pqueue: a persistent, crash-safe, disk-backed drop-in for ``queue.Queue``."""

@@ -1,0 +1,287 @@
+"""The file-system boundary: every disk operation pqueue performs goes through a FileSystem.
+
+The IO shell never calls ``os`` or ``open`` for queue data itself; it calls the methods of
+the ``FileSystem`` it was given. ``OsFileSystem`` is the real one. The crash harness's
+``pqueue.crashtest.SimulatedDisk`` is another, which records what is durable and what is not,
+so the same Queue code can be crashed at every operation.
+
+Paths are plain ``str``. Every method raises ``OSError`` (or a subclass such as
+``FileNotFoundError``) exactly where the operating system would.
+
+Durability vocabulary used below:
+- *visible*: what a read returns now (the page cache).
+- *durable*: what survives a power loss. File content becomes durable with ``fsync(path)``;
+  the existence of a name in a directory (create, rename, unlink) becomes durable with
+  ``fsync_dir(directory)``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from collections.abc import Hashable
+from typing import Protocol, runtime_checkable
+
+__all__ = ["FileSystem", "Lock", "OsFileSystem"]
+
+
+@runtime_checkable
+class Lock(Protocol):
+    """An exclusive lock held on a file, released by ``release()`` (idempotent)."""
+
+    def release(self) -> None: ...
+
+
+@runtime_checkable
+class FileSystem(Protocol):
+    """The operations the IO shell needs, path-based, with POSIX semantics."""
+
+    def mkdir(self, path: str, mode: int = 0o777) -> None:
+        """Create directory ``path`` and any missing parents; no error if it exists.
+
+        Raises ``FileExistsError`` if ``path`` (or a parent) exists and is not a directory.
+        """
+        ...
+
+    def listdir(self, path: str) -> list[str]:
+        """The names in directory ``path`` (no ``.``/``..``), in no particular order."""
+        ...
+
+    def exists(self, path: str) -> bool:
+        """Whether anything (file or directory) exists at ``path``."""
+        ...
+
+    def is_dir(self, path: str) -> bool:
+        """Whether ``path`` exists and is a directory."""
+        ...
+
+    def size(self, path: str) -> int:
+        """The current (visible) size in bytes of regular file ``path``."""
+        ...
+
+    def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
+        """Read up to ``size`` bytes (all when ``size < 0``) of ``path`` from ``offset``.
+
+        Returns fewer bytes at the end of the file, and ``b""`` at or past it.
+        """
+        ...
+
+    def write(self, path: str, data: bytes, offset: int | None = None) -> None:
+        """Write all of ``data`` to ``path``, creating the file if it does not exist.
+
+        ``offset=None`` appends at the current end of file. Writing past the end extends the
+        file, the gap reading as zeros. Not durable until ``fsync(path)`` (and, for a newly
+        created file, ``fsync_dir`` of its directory).
+        """
+        ...
+
+    def create(self, path: str) -> None:
+        """Create ``path`` as an empty file, truncating it to zero bytes if it exists.
+
+        This is how a new chunk is started: never by appending to whatever is there.
+        """
+        ...
+
+    def truncate(self, path: str, size: int) -> None:
+        """Cut (or extend with zeros) existing file ``path`` to exactly ``size`` bytes."""
+        ...
+
+    def fsync(self, path: str) -> None:
+        """Make the content and size of file ``path`` durable (``fdatasync`` where it exists).
+
+        A failed fsync must not be retried as if nothing happened: the data it covered may be
+        lost even though reads still return it.
+        """
+        ...
+
+    def fsync_dir(self, path: str) -> None:
+        """Make the entries of directory ``path`` (creates, renames, unlinks) durable."""
+        ...
+
+    def replace(self, src: str, dst: str) -> None:
+        """Atomically rename ``src`` to ``dst``, replacing ``dst`` if it exists."""
+        ...
+
+    def unlink(self, path: str) -> None:
+        """Remove the file ``path``."""
+        ...
+
+    def lock(self, path: str) -> Lock:
+        """Take an exclusive, non-blocking lock on file ``path``, creating it if missing.
+
+        Raises ``BlockingIOError`` at once if another holder has it. The lock is released by
+        ``Lock.release()`` or when the process ends.
+        """
+        ...
+
+    def lock_key(self, path: str) -> Hashable:
+        """A value equal for any two paths that name the same directory on this file system.
+
+        Used to find an earlier Queue of the same process on the same directory.
+        """
+        ...
+
+    def same_filesystem(self, a: str, b: str) -> bool:
+        """Whether existing paths ``a`` and ``b`` are on one file system (rename works)."""
+        ...
+
+    def release(self, path: str) -> None:
+        """Drop any cached handle for ``path``; the next use of ``path`` opens it anew.
+
+        Has no visible effect on content. Called when the shell is done with a file.
+        """
+        ...
+
+
+class _FlockLock:
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+
+class OsFileSystem:
+    """The real file system, through ``os``. Caches one descriptor per file it writes.
+
+    Descriptors are opened ``O_RDWR`` (never ``O_APPEND``: appends go to the end explicitly)
+    and kept until ``release``, ``unlink``, ``replace`` or ``close``. Not thread-safe by
+    itself: the Queue calls it under its own lock.
+    """
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+
+    def _fd(self, path: str) -> int:
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fds[path] = fd
+        return fd
+
+    def mkdir(self, path: str, mode: int = 0o777) -> None:
+        os.makedirs(path, mode=mode, exist_ok=True)
+
+    def listdir(self, path: str) -> list[str]:
+        return os.listdir(path)
+
+    def exists(self, path: str) -> bool:
+        return os.path.lexists(path)
+
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def size(self, path: str) -> int:
+        fd = self._fds.get(path)
+        if fd is not None:
+            return os.fstat(fd).st_size
+        return os.stat(path).st_size
+
+    def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
+        fd = self._fds.get(path)
+        if fd is None:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return f.read(size)
+        if size < 0:
+            size = max(0, os.fstat(fd).st_size - offset)
+        chunks = []
+        while size > 0:
+            data = os.pread(fd, size, offset)
+            if not data:
+                break
+            chunks.append(data)
+            offset += len(data)
+            size -= len(data)
+        return b"".join(chunks)
+
+    def write(self, path: str, data: bytes, offset: int | None = None) -> None:
+        fd = self._fd(path)
+        if offset is None:
+            offset = os.lseek(fd, 0, os.SEEK_END)
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view = view[written:]
+            offset += written
+
+    def create(self, path: str) -> None:
+        self.release(path)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        self._fds[path] = fd
+
+    def truncate(self, path: str, size: int) -> None:
+        fd = self._fds.get(path)
+        if fd is None:
+            os.truncate(path, size)
+        else:
+            os.ftruncate(fd, size)
+
+    def fsync(self, path: str) -> None:
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _fdatasync(fd)
+            finally:
+                os.close(fd)
+        else:
+            _fdatasync(fd)
+
+    def fsync_dir(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def replace(self, src: str, dst: str) -> None:
+        self.release(dst)
+        os.replace(src, dst)
+        fd = self._fds.pop(src, None)
+        if fd is not None:
+            self._fds[dst] = fd
+
+    def unlink(self, path: str) -> None:
+        self.release(path)
+        os.unlink(path)
+
+    def lock(self, path: str) -> Lock:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise BlockingIOError(exc.errno, f"{path} is locked by another holder") from exc
+            raise
+        return _FlockLock(fd)
+
+    def lock_key(self, path: str) -> Hashable:
+        st = os.stat(path)
+        return ("os", st.st_dev, st.st_ino)
+
+    def same_filesystem(self, a: str, b: str) -> bool:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+
+    def release(self, path: str) -> None:
+        fd = self._fds.pop(path, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close every cached descriptor."""
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
+
+
+_fdatasync = getattr(os, "fdatasync", os.fsync)
