@@ -1,1 +1,44 @@
-"""pqueue: a persistent, crash-safe, disk-backed drop-in for ``queue.Queue``."""
+"""pqueue: a persistent, crash-safe, disk-backed drop-in for ``queue.Queue``.
+
+    from pqueue import Queue
+
+    q = Queue("/var/lib/myapp/jobs")    # a directory; created if missing
+    q.put({"job": 1})                   # durable when put() returns
+    item = q.get()
+    ...                                 # work on it
+    q.task_done()                       # durable acknowledgement: never delivered again
+"""
+
+from pqueue.core.errors import CorruptQueueError as CorruptQueueError
+from pqueue.core.errors import Empty as Empty
+from pqueue.core.errors import Full as Full
+from pqueue.core.errors import LegacyFormatError as LegacyFormatError
+from pqueue.core.errors import PQueueError as PQueueError
+from pqueue.core.errors import QueueBrokenError as QueueBrokenError
+from pqueue.core.errors import QueueClosedError as QueueClosedError
+from pqueue.core.errors import QueueLocked as QueueLocked
+from pqueue.core.errors import QueueSupersededError as QueueSupersededError
+from pqueue.core.errors import SerializerMismatchError as SerializerMismatchError
+from pqueue.core.errors import ShutDown as ShutDown
+from pqueue.core.errors import UnsupportedFormatError as UnsupportedFormatError
+from pqueue.queue import Delivery as Delivery
+from pqueue.queue import Queue as Queue
+
+__version__ = "0.2.0.dev0"
+
+__all__ = [
+    "CorruptQueueError",
+    "Delivery",
+    "Empty",
+    "Full",
+    "LegacyFormatError",
+    "PQueueError",
+    "Queue",
+    "QueueBrokenError",
+    "QueueClosedError",
+    "QueueLocked",
+    "QueueSupersededError",
+    "SerializerMismatchError",
+    "ShutDown",
+    "UnsupportedFormatError",
+]

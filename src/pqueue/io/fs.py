@@ -204,14 +204,18 @@ class OsFileSystem:
         return b"".join(chunks)
 
     def write(self, path: str, data: bytes, offset: int | None = None) -> None:
-        fd = self._fd(path)
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._fd(path)
         if offset is None:
             offset = os.lseek(fd, 0, os.SEEK_END)
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(fd, view, offset)
-            view = view[written:]
-            offset += written
+        written = os.pwrite(fd, data, offset)
+        if written < len(data):
+            view = memoryview(data)[written:]
+            while view:
+                offset += written
+                written = os.pwrite(fd, view, offset)
+                view = view[written:]
 
     def create(self, path: str) -> None:
         self.release(path)

@@ -1,0 +1,114 @@
+"""The pqueue error hierarchy.
+
+``Empty`` and ``Full`` are the standard library's own classes and ``ShutDown`` is
+``queue.ShutDown`` where it exists (Python 3.13+), so ``except queue.Empty:`` keeps working.
+Everything pqueue adds derives from ``PQueueError``.
+"""
+
+from __future__ import annotations
+
+import queue as _stdlib_queue
+import sys
+
+__all__ = [
+    "CorruptQueueError",
+    "Empty",
+    "Full",
+    "LegacyFormatError",
+    "PQueueError",
+    "QueueBrokenError",
+    "QueueClosedError",
+    "QueueLocked",
+    "QueueSupersededError",
+    "SerializerMismatchError",
+    "ShutDown",
+    "UnsupportedFormatError",
+]
+
+Empty = _stdlib_queue.Empty
+Full = _stdlib_queue.Full
+
+if sys.version_info >= (3, 13):
+    ShutDown = _stdlib_queue.ShutDown
+else:
+
+    class ShutDown(Exception):  # noqa: N818 - the standard library's name
+        """Raised when put() or get() is called on a Queue that has been shut down."""
+
+
+class PQueueError(Exception):
+    """Base class of every error pqueue defines."""
+
+
+class QueueLocked(PQueueError):  # noqa: N818 - reads as a state, like queue.Empty
+    """Another process holds the queue directory."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"queue directory {path!r} is in use by another process "
+            "(only one live Queue may own a directory)"
+        )
+        self.path = path
+
+
+class CorruptQueueError(PQueueError):
+    """The queue's files hold damage that cannot be repaired without losing data.
+
+    ``path`` names the file and ``offset`` the byte where the damage was found.
+    """
+
+    def __init__(self, path: str, offset: int, reason: str) -> None:
+        super().__init__(f"{path} at offset {offset}: {reason}")
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+
+
+class UnsupportedFormatError(PQueueError):
+    """The queue directory was written in an on-disk format this pqueue cannot read."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class LegacyFormatError(UnsupportedFormatError):
+    """The queue directory was written by pqueue 0.1.x (a pickled ``info`` file)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            path,
+            "this queue was written by pqueue 0.1.x (its info file is a pickle), whose format "
+            "this version does not read. To migrate: open it with pqueue 0.1.7 "
+            "(pip install 'pqueue==0.1.7' in a separate environment), drain it, and put the "
+            "items into a new queue in another directory; then remove the old directory.",
+        )
+
+
+class SerializerMismatchError(PQueueError):
+    """The queue was created with another serializer than the one given on reopening."""
+
+    def __init__(self, path: str, recorded: str, given: str) -> None:
+        super().__init__(
+            f"queue {path!r} stores items with serializer {recorded!r}, "
+            f"but it was opened with serializer {given!r}"
+        )
+        self.path = path
+        self.recorded = recorded
+        self.given = given
+
+
+class QueueClosedError(PQueueError):
+    """The Queue object was closed; open the directory again to use it."""
+
+
+class QueueSupersededError(QueueClosedError):
+    """A newer Queue object in this process opened the same directory and took it over."""
+
+
+class QueueBrokenError(PQueueError):
+    """An IO operation failed; the queue refuses every call until it is reopened.
+
+    The failing ``OSError`` is the ``__cause__``. Reopening recovers from what is on disk.
+    """

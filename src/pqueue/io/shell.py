@@ -1,0 +1,238 @@
+"""The IO shell: runs the core's transitions and applies their effects through a FileSystem.
+
+It owns no policy. It observes the directory for recovery, applies effects in order, and
+reads item records back for delivery. Any ``OSError`` propagates to the caller, which moves
+the queue to its broken phase.
+"""
+
+from __future__ import annotations
+
+import queue
+import struct
+import threading
+from collections.abc import Iterable
+
+from pqueue.core import transitions
+from pqueue.core.codec import HEADER_SIZE, ITEM_MAGIC, Corrupt, Incomplete, decode, decode_block
+from pqueue.core.effects import (
+    Create,
+    Effect,
+    Fsync,
+    FsyncDir,
+    Release,
+    Replace,
+    Truncate,
+    Unlink,
+    Write,
+)
+from pqueue.core.errors import CorruptQueueError
+from pqueue.core.state import Config, QueueState, chunk_path
+from pqueue.io.fs import FileSystem, OsFileSystem
+
+__all__ = ["Shell", "Syncer", "apply"]
+
+_LENGTH = struct.Struct("<I")
+
+
+def apply(fs: FileSystem, effects: Iterable[Effect], syncer: Syncer | None = None) -> None:
+    """Apply ``effects`` in order through ``fs`` (an ``Fsync`` that ``syncer`` already did
+    is skipped)."""
+    for effect in effects:
+        if type(effect) is Write:
+            fs.write(effect.path, effect.data, effect.offset)
+        elif type(effect) is Fsync and syncer is None:
+            fs.fsync(effect.path)
+        else:
+            _apply_other(fs, effect, syncer)
+
+
+def _apply_other(fs: FileSystem, effect: Effect, syncer: Syncer | None) -> None:
+    if isinstance(effect, Write):
+        fs.write(effect.path, effect.data, effect.offset)
+    elif isinstance(effect, Fsync):
+        if syncer is None or not syncer.synced(effect.path):
+            fs.fsync(effect.path)
+    elif isinstance(effect, Release):
+        fs.release(effect.path)
+        if syncer is not None:
+            syncer.submit(effect.path)
+    elif isinstance(effect, Create):
+        fs.create(effect.path)
+    elif isinstance(effect, FsyncDir):
+        fs.fsync_dir(effect.path)
+    elif isinstance(effect, Replace):
+        fs.replace(effect.src, effect.dst)
+    elif isinstance(effect, Unlink):
+        if syncer is None:
+            fs.unlink(effect.path)
+        else:
+            syncer.unlink(effect.path)
+    elif isinstance(effect, Truncate):
+        fs.truncate(effect.path, effect.size)
+    else:  # pragma: no cover - the Effect union is closed
+        raise TypeError(f"unknown effect {effect!r}")
+
+
+class Syncer:
+    """Does deferrable disk work in a background thread (``flush`` mode, real disk).
+
+    Two kinds of work may happen later than the core asks, without changing what a crash
+    can leave behind:
+
+    - ``fdatasync`` of a released chunk. In ``flush`` mode a checkpoint must first make the
+      chunks it refers to durable: one fdatasync per chunk. The syncer does each as soon as
+      the chunk fills and is released (it is never written again), so the checkpoint finds
+      it done and skips it. This only moves fsyncs earlier.
+    - unlinking a consumed chunk. The core asks for it only after the checkpoint that stops
+      referring to the chunk is durable, and nothing touches the chunk afterwards; a chunk
+      left behind by a crash is removed on the next open.
+
+    It works through its own ``OsFileSystem``, sharing no descriptor with the writer. An
+    fsync failure is kept and raised by the next ``Fsync`` the shell applies, never retried.
+    """
+
+    def __init__(self) -> None:
+        self._fs = OsFileSystem()
+        self._work: queue.SimpleQueue[tuple[bool, str] | None] = queue.SimpleQueue()
+        self._done: set[str] = set()
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="pqueue-syncer", daemon=True)
+        self._thread.start()
+
+    def submit(self, path: str) -> None:
+        """Make ``path`` durable soon; it must not be written again."""
+        self._work.put((True, path))
+
+    def unlink(self, path: str) -> None:
+        """Remove ``path`` soon; it must not be used again."""
+        self._work.put((False, path))
+
+    def synced(self, path: str) -> bool:
+        """Whether ``path`` was made durable since it was submitted (raises a failure)."""
+        if self.error is not None:
+            raise self.error
+        return path in self._done
+
+    def _run(self) -> None:
+        fs = self._fs
+        while (work := self._work.get()) is not None:
+            sync, path = work
+            try:
+                if sync:
+                    fs.fsync(path)
+                    self._done.add(path)
+                else:
+                    self._done.discard(path)
+                    fs.unlink(path)
+            except FileNotFoundError:
+                continue  # consumed and deleted meanwhile: nothing left to do
+            except OSError as exc:
+                if sync:
+                    self.error = exc
+
+    def stop(self) -> None:
+        """Finish the pending work and end the thread."""
+        self._work.put(None)
+        self._thread.join()
+
+
+class Shell:
+    """Holds the current state and the file system; the Queue calls it under its lock."""
+
+    def __init__(self, fs: FileSystem, state: QueueState, syncer: Syncer | None = None) -> None:
+        self.fs = fs
+        self.state = state
+        self.syncer = syncer
+        # Records read ahead from the read position: (seq, end offset, payload).
+        self._records: list[tuple[int, int, bytes]] = []
+        self._next = 0
+        self._block = 256 * 1024
+
+    @classmethod
+    def open(cls, fs: FileSystem, config: Config, *, background_sync: bool = False) -> Shell:
+        """Recover the queue in ``config.directory`` (creating it if new) and repair it.
+
+        ``background_sync`` starts a ``Syncer`` (only for an ``OsFileSystem``)."""
+        directory = config.directory
+        names = frozenset(fs.listdir(directory))
+        info_name = config.info_path.rsplit("/", 1)[1]
+        ack_name = config.ack_path.rsplit("/", 1)[1]
+        obs = transitions.Observation(
+            names=names,
+            info=fs.read(config.info_path) if info_name in names else None,
+            acks=fs.read(config.ack_path) if ack_name in names else None,
+            temp_exists=fs.exists(config.temp_path),
+        )
+        chunks: dict[int, bytes] = {}
+        while True:
+            outcome = transitions.recover(config, obs)
+            if isinstance(outcome, transitions.ReadChunks):
+                for number in outcome.numbers:
+                    chunks[number] = fs.read(chunk_path(config, number))
+                obs = transitions.Observation(
+                    names=names, info=obs.info, acks=obs.acks, temp_exists=obs.temp_exists,
+                    chunks=chunks,
+                )
+                continue
+            state, effects = outcome
+            apply(fs, effects)
+            syncer = Syncer() if background_sync and isinstance(fs, OsFileSystem) else None
+            return cls(fs, state, syncer)
+
+    def run(self, step: transitions.Step) -> None:
+        """Apply a step's effects, then make its state current."""
+        state, effects = step
+        apply(self.fs, effects, self.syncer)
+        self.state = state
+
+    def stop(self) -> None:
+        """Stop the background syncer, if any."""
+        syncer, self.syncer = self.syncer, None
+        if syncer is not None:
+            syncer.stop()
+
+    def next_record(self) -> tuple[int, int, bytes]:
+        """The record at the read position: (seq, end offset, payload).
+
+        Records are read a block at a time and decoded together; each call hands out the
+        next one. Every call must be followed by ``transitions.deliver`` of that record.
+        """
+        i = self._next
+        records = self._records
+        if i < len(records):
+            self._next = i + 1
+            return records[i]
+        return self._load()
+
+    def _load(self) -> tuple[int, int, bytes]:
+        state = self.state
+        config = state.config
+        cs = config.chunksize
+        number = state.read // cs
+        offset = state.read_offset
+        path = chunk_path(config, number)
+        size = self._block
+        if number == state.head // cs:
+            # The head chunk: only what was written is valid; what follows is preallocated.
+            size = max(HEADER_SIZE, min(size, state.head_offset - offset))
+        buf = self.fs.read(path, offset, size)
+        records = decode_block(buf, offset, ITEM_MAGIC, cs - state.read % cs)
+        if not records:
+            rec = decode(buf, 0, ITEM_MAGIC)
+            if type(rec) is Incomplete and len(buf) >= HEADER_SIZE:
+                # One record larger than a block: read exactly it.
+                (length,) = _LENGTH.unpack_from(buf, 5)
+                buf = self.fs.read(path, offset, HEADER_SIZE + length)
+                records = decode_block(buf, offset, ITEM_MAGIC, 1)
+            if not records:
+                rec = decode(buf, 0, ITEM_MAGIC)
+                reason = rec.reason if isinstance(rec, Corrupt) else "the item record is truncated"
+                raise CorruptQueueError(path, offset, reason)
+        self._records = records
+        self._next = 1
+        return records[0]
+
+    def forget_reads(self) -> None:
+        """Drop the records read ahead."""
+        self._records = []
+        self._next = 0

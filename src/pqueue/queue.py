@@ -1,0 +1,599 @@
+"""``Queue``: the ``queue.Queue``-compatible front of pqueue.
+
+It serialises items, holds the locks and conditions, tracks which thread got which item,
+and hands everything that touches the disk to the IO shell (``pqueue.io.shell``), which runs
+the pure transitions of ``pqueue.core``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import threading
+import weakref
+from collections import deque
+from collections.abc import Hashable
+from time import monotonic
+from types import TracebackType
+from typing import Any, Generic, NoReturn, TypeVar
+
+from pqueue.core import transitions
+from pqueue.core.errors import (
+    Empty,
+    Full,
+    PQueueError,
+    QueueBrokenError,
+    QueueLocked,
+    ShutDown,
+)
+from pqueue.core.state import Config, Durability, Policy, QueueState, default_policy
+from pqueue.core.transitions import Command, Phase
+from pqueue.io.fs import FileSystem, Lock, OsFileSystem
+from pqueue.io.shell import Shell, apply
+from pqueue.serializers import resolve
+
+__all__ = ["Delivery", "Queue"]
+
+T = TypeVar("T")
+
+_get_ident = threading.get_ident
+_OPEN = Phase.OPEN  # in OPEN every data command keeps the phase (the table says so; tested)
+
+# The live Queue objects of this process, by directory, so that opening a directory again
+# supersedes the earlier object instead of failing on its own lock.
+_owners: dict[Hashable, weakref.ref[Queue[Any]]] = {}
+_owners_lock = threading.Lock()
+
+
+def _check_size(name: str, value: object, minimum: int) -> int:
+    if type(value) is not int:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+class Delivery(Generic[T]):
+    """One delivered item, acknowledged explicitly with ``ack()``.
+
+    Got from ``Queue.get_delivery()``. Until ``ack()`` returns, the item counts as unfinished
+    and is delivered again after a crash or reopen. As a context manager it acknowledges
+    when the block ends without an exception.
+    """
+
+    __slots__ = ("_acked", "_queue", "item", "seq")
+
+    def __init__(self, queue: Queue[T], seq: int, item: T) -> None:
+        self._queue = queue
+        self.seq = seq
+        self.item = item
+        self._acked = False
+
+    @property
+    def acked(self) -> bool:
+        """Whether ``ack()`` has returned."""
+        return self._acked
+
+    def ack(self) -> None:
+        """Acknowledge this item (durably, in ``fsync`` mode). Raises ``ValueError`` if it
+        was acknowledged already."""
+        self._queue._ack_delivery(self)
+
+    def __enter__(self) -> Delivery[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None and not self._acked:
+            self.ack()
+
+    def __repr__(self) -> str:
+        state = "acked" if self._acked else "outstanding"
+        return f"<pqueue.Delivery seq={self.seq} {state} item={self.item!r}>"
+
+
+class Queue(Generic[T]):
+    """A persistent FIFO queue in directory ``path``, with the interface of ``queue.Queue``.
+
+    ``maxsize``: as ``queue.Queue`` (0 for unbounded); may be changed at run time.
+    ``chunksize``: items per chunk file; recorded at creation, the recorded value wins later.
+    ``tempdir``: where the temp file of a checkpoint is written; it must be on the same file
+    system as ``path`` (default: ``path`` itself).
+    ``durability``: ``"fsync"`` (default: a put or acknowledgement is durable, power loss
+    included, before it returns) or ``"flush"`` (handed to the OS: survives the process
+    being killed, and a power loss may lose the latest puts and acknowledgements).
+    ``serializer``: ``pickle`` (default), ``json``, ``pqueue.serializers.BYTES`` or any object
+    with ``dumps``/``loads``; recorded in the queue, which refuses another one later.
+    ``fs``: the ``FileSystem`` to use (default: the real one); the crash harness passes a
+    simulated disk.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        maxsize: int = 0,
+        chunksize: int = 100,
+        tempdir: str | os.PathLike[str] | None = None,
+        *,
+        durability: Durability = "fsync",
+        serializer: object | None = None,
+        fs: FileSystem | None = None,
+        policy: Policy | None = None,
+    ) -> None:
+        self._maxsize = _check_size("maxsize", maxsize, 0)
+        _check_size("chunksize", chunksize, 1)
+        if durability not in ("fsync", "flush"):
+            raise ValueError(f"durability must be 'fsync' or 'flush', got {durability!r}")
+        codec = resolve(serializer)
+        self._dumps = codec.dumps
+        self._loads = codec.loads
+        owns_fs = fs is None
+        self._owns_fs = owns_fs
+        self._fs: FileSystem = OsFileSystem() if fs is None else fs
+        directory = os.fspath(path)
+        if owns_fs:
+            directory = os.path.abspath(directory)
+        self.path = directory
+        self.durability: Durability = durability
+        self.serializer = codec.name
+        self.mutex = threading.Lock()
+        self.not_empty = threading.Condition(self.mutex)
+        self.not_full = threading.Condition(self.mutex)
+        self.all_tasks_done = threading.Condition(self.mutex)
+        self._phase = Phase.OPEN
+        self._broken_by: BaseException | None = None
+        self._deliveries: dict[int, deque[int]] = {}
+        self._handles: set[int] = set()
+        # Threads waiting on each condition: notify only when someone waits.
+        self._getters = 0
+        self._putters = 0
+        self._joiners = 0
+
+        self._prepare_directory(directory)
+        temp_path = self._temp_path(directory, tempdir)
+        config = Config(
+            directory=directory,
+            chunksize=chunksize,
+            durability=durability,
+            serializer=codec.name,
+            temp_path=temp_path,
+            policy=policy or default_policy(durability),
+        )
+        self._key = self._fs.lock_key(directory)
+        with _owners_lock:
+            earlier = _owners.get(self._key)
+            previous = earlier() if earlier is not None else None
+            if previous is not None:
+                previous._supersede()
+            try:
+                self._lock: Lock = self._fs.lock(f"{directory}/lock")
+            except BlockingIOError:
+                raise QueueLocked(directory) from None
+            _owners[self._key] = weakref.ref(self)
+        try:
+            self._shell = Shell.open(
+                self._fs, config, background_sync=config.policy.background_sync
+            )
+        except BaseException:
+            self._release_files(None)
+            self._unregister()
+            raise
+        owned = self._fs if owns_fs and isinstance(self._fs, OsFileSystem) else None
+        weakref.finalize(self, _finalize, owned, self._lock)
+
+    # --- opening ----------------------------------------------------------------------------
+
+    def _prepare_directory(self, directory: str) -> None:
+        fs = self._fs
+        if fs.exists(directory):
+            if not fs.is_dir(directory):
+                raise NotADirectoryError(
+                    errno.ENOTDIR, "the queue path exists and is not a directory", directory
+                )
+            return
+        try:
+            fs.mkdir(directory, 0o700)
+        except PermissionError as exc:
+            raise PermissionError(
+                errno.EACCES, "cannot create the queue directory (permission denied)", directory
+            ) from exc
+        except FileExistsError as exc:
+            raise NotADirectoryError(
+                errno.ENOTDIR, "a parent of the queue path is not a directory", directory
+            ) from exc
+        parent = directory.rstrip("/").rsplit("/", 1)[0] or "/"
+        fs.fsync_dir(parent)
+
+    def _temp_path(self, directory: str, tempdir: str | os.PathLike[str] | None) -> str:
+        if tempdir is None:
+            return f"{directory}/info.tmp"
+        temp = os.fspath(tempdir)
+        if not self._fs.is_dir(temp):
+            raise ValueError(f"tempdir {temp!r} is not an existing directory")
+        if not self._fs.same_filesystem(temp, directory):
+            raise ValueError(
+                f"tempdir {temp!r} must be on the same file system as the queue {directory!r} "
+                "(a checkpoint is renamed from it into the queue)"
+            )
+        digest = hashlib.sha256(directory.encode()).hexdigest()[:16]
+        return f"{temp.rstrip('/') or ''}/pqueue-{digest}.info.tmp"
+
+    # --- the phase machine ----------------------------------------------------------------
+
+    def _enter(self, command: Command) -> None:
+        """Check ``command`` against the phase (under the mutex)."""
+        try:
+            self._phase = transitions.advance(self._phase, command, self.path)
+        except QueueBrokenError as exc:
+            raise exc from self._broken_by
+
+    def _fail(self, exc: OSError) -> NoReturn:
+        self._phase = transitions.advance(self._phase, Command.FAIL, self.path)
+        self._broken_by = exc
+        self.not_empty.notify_all()
+        self.not_full.notify_all()
+        self.all_tasks_done.notify_all()
+        raise QueueBrokenError(
+            f"IO error on the queue at {self.path!r}: {exc}; the queue is broken until it is "
+            "opened again (reopening recovers from what is on disk)"
+        ) from exc
+
+    # --- queue.Queue ------------------------------------------------------------------------
+
+    @property
+    def maxsize(self) -> int:
+        """The bound on ``qsize()`` that makes ``put`` block (0: unbounded)."""
+        return self._maxsize
+
+    @maxsize.setter
+    def maxsize(self, value: int) -> None:
+        _check_size("maxsize", value, 0)
+        with self.mutex:
+            self._maxsize = value
+            self.not_full.notify_all()
+
+    @property
+    def unfinished_tasks(self) -> int:
+        """Items not yet acknowledged (``join`` waits for them)."""
+        with self.mutex:
+            self._enter(Command.INSPECT)
+            return self._shell.state.unfinished
+
+    @property
+    def is_shutdown(self) -> bool:
+        """Whether ``shutdown()`` was called."""
+        return self._phase is Phase.SHUTDOWN
+
+    def qsize(self) -> int:
+        """The number of items waiting to be got."""
+        with self.mutex:
+            self._enter(Command.INSPECT)
+            return self._shell.state.size
+
+    def empty(self) -> bool:
+        """Whether no item is waiting to be got."""
+        return self.qsize() == 0
+
+    def full(self) -> bool:
+        """Whether ``put`` would block (never, for an unbounded queue)."""
+        size = self.qsize()
+        return 0 < self._maxsize <= size
+
+    def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
+        """Put ``item`` at the end of the queue; in ``fsync`` mode it is durable on return.
+
+        Blocks while the queue is full, as ``queue.Queue.put``. Raises ``Full``,
+        ``ShutDown``, or the serializer's error (the queue is then unchanged).
+        """
+        payload = self._dumps(item)
+        # acquire/release rather than "with": the hot path pays for every bytecode.
+        self.mutex.acquire()
+        try:
+            if self._phase is not _OPEN:
+                self._enter(Command.PUT)
+            shell = self._shell
+            if self._maxsize > 0:
+                if not block:
+                    if shell.state.size >= self._maxsize:
+                        raise Full
+                else:
+                    if timeout is not None and timeout < 0:
+                        raise ValueError("'timeout' must be a non-negative number")
+                    if shell.state.size >= self._maxsize:
+                        self._wait_for_room(timeout)
+            state, effects = transitions.put(shell.state, payload)
+            try:
+                apply(self._fs, effects, shell.syncer)
+            except OSError as exc:
+                self._fail(exc)
+            shell.state = state
+            if self._getters:
+                self.not_empty.notify()
+        finally:
+            self.mutex.release()
+
+    def _wait_for_room(self, timeout: float | None) -> None:
+        endtime = None if timeout is None else monotonic() + timeout
+        self._putters += 1
+        try:
+            while self._shell.state.size >= self._maxsize > 0:
+                if endtime is None:
+                    self.not_full.wait()
+                else:
+                    remaining = endtime - monotonic()
+                    if remaining <= 0.0:
+                        raise Full
+                    self.not_full.wait(remaining)
+                self._enter(Command.PUT)
+        finally:
+            self._putters -= 1
+
+    def put_nowait(self, item: T) -> None:
+        """``put(item, block=False)``."""
+        self.put(item, block=False)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> T:
+        """Remove and return the next item, blocking as ``queue.Queue.get``.
+
+        The item counts as unfinished until ``task_done()`` (by this thread) acknowledges it;
+        until then it is delivered again after a crash or reopen.
+        """
+        self.mutex.acquire()
+        try:
+            seq, payload = self._take(block, timeout)
+            ident = _get_ident()
+            dq = self._deliveries.get(ident)
+            if dq is None:
+                self._deliveries[ident] = deque((seq,))
+            else:
+                dq.append(seq)
+        finally:
+            self.mutex.release()
+        # If loads() fails, the item stays delivered to this thread: task_done() drops it.
+        item: T = self._loads(payload)
+        return item
+
+    def get_nowait(self) -> T:
+        """``get(block=False)``."""
+        return self.get(block=False)
+
+    def get_delivery(self, block: bool = True, timeout: float | None = None) -> Delivery[T]:
+        """Like ``get``, but returns a ``Delivery`` to acknowledge explicitly with ``ack()``.
+
+        ``task_done()`` never acknowledges an item got this way.
+        """
+        with self.mutex:
+            seq, payload = self._take(block, timeout)
+            self._handles.add(seq)
+        try:
+            item: T = self._loads(payload)
+        except BaseException:
+            # An item that cannot be loaded is left to task_done() of this thread to drop.
+            with self.mutex:
+                self._handles.discard(seq)
+                self._deliveries.setdefault(_get_ident(), deque()).append(seq)
+            raise
+        return Delivery(self, seq, item)
+
+    def _take(self, block: bool, timeout: float | None) -> tuple[int, bytes]:
+        """Wait for an item and deliver it (under the mutex): its seq and payload."""
+        if self._phase is not _OPEN:
+            self._check_get()
+        shell = self._shell
+        if block and timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        if not shell.state.size:
+            if not block:
+                raise Empty
+            self._wait_for_item(timeout)
+        try:
+            while True:
+                seq, end, payload = shell.next_record()
+                state, delivered = transitions.deliver(shell.state, seq, end)
+                shell.state = state
+                if delivered:
+                    break
+        except OSError as exc:
+            self._fail(exc)
+        except PQueueError:
+            self._phase = transitions.advance(self._phase, Command.FAIL, self.path)
+            raise
+        if self._putters:
+            self.not_full.notify()
+        return seq, payload
+
+    def _wait_for_item(self, timeout: float | None) -> None:
+        endtime = None if timeout is None else monotonic() + timeout
+        self._getters += 1
+        try:
+            while not self._shell.state.size:
+                if endtime is None:
+                    self.not_empty.wait()
+                else:
+                    remaining = endtime - monotonic()
+                    if remaining <= 0.0:
+                        raise Empty
+                    self.not_empty.wait(remaining)
+                self._check_get()
+        finally:
+            self._getters -= 1
+
+    def _check_get(self) -> None:
+        self._enter(Command.GET)
+        if self._phase is Phase.SHUTDOWN and not self._shell.state.size:
+            raise ShutDown(f"the queue at {self.path!r} was shut down and is empty")
+
+    def task_done(self) -> None:
+        """Acknowledge the oldest item this thread got and has not acknowledged (or, if it has
+        none, the oldest such item of any thread). In ``fsync`` mode the acknowledgement is
+        durable on return: the item is never delivered again.
+
+        Raises ``ValueError`` when no delivered item waits for acknowledgement. (Unlike
+        ``queue.Queue``, an item must be got before it can be acknowledged.)
+        """
+        self.mutex.acquire()
+        try:
+            if self._phase is not _OPEN:
+                self._enter(Command.ACK)
+            dq = self._deliveries.get(_get_ident())
+            if not dq:
+                dq = self._oldest_deliveries()
+            self._acknowledge(dq[0])
+            dq.popleft()
+        finally:
+            self.mutex.release()
+
+    def _oldest_deliveries(self) -> deque[int]:
+        """The deliveries of the thread holding the oldest unacknowledged one."""
+        oldest: deque[int] | None = None
+        for ident, dq in list(self._deliveries.items()):
+            if not dq:
+                del self._deliveries[ident]
+            elif oldest is None or dq[0] < oldest[0]:
+                oldest = dq
+        if oldest is None:
+            raise ValueError("task_done() called too many times")
+        return oldest
+
+    def _ack_delivery(self, delivery: Delivery[T]) -> None:
+        with self.mutex:
+            if self._phase is not _OPEN:
+                self._enter(Command.ACK)
+            if delivery._acked or delivery.seq not in self._handles:
+                raise ValueError(f"{delivery!r} was acknowledged already")
+            self._acknowledge(delivery.seq)
+            self._handles.discard(delivery.seq)
+            delivery._acked = True
+
+    def _acknowledge(self, seq: int) -> None:
+        shell = self._shell
+        state, effects = transitions.ack(shell.state, seq)
+        try:
+            apply(self._fs, effects, shell.syncer)
+        except OSError as exc:
+            self._fail(exc)
+        shell.state = state
+        if self._joiners and not state.unfinished:
+            self.all_tasks_done.notify_all()
+
+    def join(self) -> None:
+        """Block until every item put (including those from before a reopen) is
+        acknowledged."""
+        with self.mutex:
+            self._enter(Command.INSPECT)
+            self._joiners += 1
+            try:
+                while self._shell.state.unfinished:
+                    self.all_tasks_done.wait()
+                    self._enter(Command.INSPECT)
+            finally:
+                self._joiners -= 1
+
+    def shutdown(self, immediate: bool = False) -> None:
+        """Shut the queue down, as ``queue.Queue.shutdown`` (Python 3.13).
+
+        Later ``put`` calls raise ``ShutDown``; ``get`` drains what is left, then raises
+        ``ShutDown``. With ``immediate=True`` the waiting items are dropped from this
+        session at once (``get`` raises ``ShutDown``, ``join`` waits only for items already
+        delivered): they stay on disk, unacknowledged, and come back after the next open.
+        """
+        with self.mutex:
+            self._enter(Command.SHUTDOWN)
+            self._shell.state = transitions.shutdown(self._shell.state, immediate)
+            if immediate:
+                self.all_tasks_done.notify_all()
+            self.not_empty.notify_all()
+            self.not_full.notify_all()
+
+    # --- life ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Checkpoint and release the directory. Later calls raise ``QueueClosedError``.
+
+        Idempotent. Items delivered and not acknowledged are delivered again after a reopen.
+        """
+        with self.mutex:
+            if self._phase in (Phase.CLOSED, Phase.SUPERSEDED):
+                return
+            was_broken = self._phase is Phase.BROKEN
+            self._phase = transitions.advance(self._phase, Command.CLOSE, self.path)
+            try:
+                if not was_broken:
+                    try:
+                        self._shell.run(transitions.close(self._shell.state))
+                    except OSError as exc:
+                        raise QueueBrokenError(
+                            f"IO error while closing the queue at {self.path!r}: {exc}"
+                        ) from exc
+            finally:
+                self._release_files(self._shell.state)
+                self.not_empty.notify_all()
+                self.not_full.notify_all()
+                self.all_tasks_done.notify_all()
+        self._unregister()
+
+    def _supersede(self) -> None:
+        """A newer Queue object takes the directory over: let go of it without writing."""
+        with self.mutex:
+            if self._phase in (Phase.CLOSED, Phase.SUPERSEDED):
+                return
+            self._phase = transitions.advance(self._phase, Command.SUPERSEDE, self.path)
+            self._release_files(self._shell.state)
+            self.not_empty.notify_all()
+            self.not_full.notify_all()
+            self.all_tasks_done.notify_all()
+
+    def _release_files(self, state: QueueState | None) -> None:
+        fs = self._fs
+        shell = getattr(self, "_shell", None)
+        try:
+            if shell is not None:
+                shell.stop()
+            if state is not None:
+                fs.release(state.ledger.head_path)
+                fs.release(state.config.ack_path)
+                fs.release(state.config.temp_path)
+            if self._owns_fs and isinstance(fs, OsFileSystem):
+                fs.close()
+        finally:
+            self._lock.release()
+
+    def _unregister(self) -> None:
+        with _owners_lock:
+            ref = _owners.get(self._key)
+            if ref is not None and ref() in (self, None):
+                del _owners[self._key]
+
+    def __enter__(self) -> Queue[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = getattr(getattr(self, "_shell", None), "state", None)
+        size = state.size if state is not None else "?"
+        unfinished = state.unfinished if state is not None else "?"
+        return (
+            f"<pqueue.Queue path={self.path!r} size={size} unfinished={unfinished} "
+            f"durability={self.durability!r} {self._phase.value}>"
+        )
+
+
+def _finalize(fs: OsFileSystem | None, lock: Lock) -> None:
+    """Let go of the directory when a Queue is garbage collected without close()."""
+    try:
+        if fs is not None:
+            fs.close()
+    finally:
+        lock.release()
