@@ -212,8 +212,8 @@ class Info:
     """The checkpoint stored in ``info``: everything recovery starts from.
 
     - ``head``: where the next item goes; everything before it is durable.
-    - ``tail``: the oldest unacknowledged item; everything before it is acknowledged.
-    - ``acked``: items after ``tail`` acknowledged out of order.
+    - ``tail``: everything before it is acknowledged.
+    - ``acked``: items from ``tail`` on acknowledged out of order.
     - ``ack_generation``: ack-log records of this generation are newer than this checkpoint.
     - ``durability``: the mode of the writer after this checkpoint, which says whether records
       after ``head`` were made durable one by one (``fsync``) or may be lost (``flush``).
@@ -305,7 +305,7 @@ def _check_info(info: Info) -> str | None:
         return f"head offset {head.offset} too small for item {head.seq}"
     if not 0 <= info.tail <= head.seq:
         return f"tail {info.tail} outside 0..head {head.seq}"
-    previous = info.tail
+    previous = info.tail - 1
     for seq in info.acked:
         if not previous < seq < head.seq:
             return f"acknowledged item {seq} out of order or outside tail..head"

@@ -8,8 +8,10 @@ Three positions move through the sequence, ``tail <= read <= head``:
 
 - ``head``: the next item to be put (and the byte offset where it will be written);
 - ``read``: the next item to be delivered by ``get`` (and its byte offset);
-- ``tail``: the oldest item not yet acknowledged. Items in ``acked`` were acknowledged out of
-  order, after ``tail``; they are skipped when they come up for delivery again after a reopen.
+- ``tail``: every item before it is acknowledged. Items in ``acked`` (all from ``tail`` on)
+  were acknowledged out of order; after a reopen they are skipped when delivery reaches
+  them. ``tail`` moves past acknowledged items only up to ``read``, so the skipping can
+  still see them.
 """
 
 from __future__ import annotations

@@ -261,9 +261,18 @@ def deliver(state: QueueState, seq: int, end: int) -> tuple[QueueState, bool]:
             f"expected item {read}, found item {seq}",
         )
     seq += 1
-    if not seq % config.chunksize:
+    cs = config.chunksize
+    if not seq % cs:
         end = 0
     if acked and read in acked:
+        # Acknowledged before a reopen: skip it. If it was the oldest unfinished item, the
+        # tail moves past it (and past any acknowledged items up to the read position).
+        if tail == read:
+            tail, acked = _advance(tail, acked, seq)
+            if tail // cs != read // cs:
+                ledger = Ledger(
+                    ledger.checkpoint, ledger.head_path, ledger.alloc, ledger.crossings + 1
+                )
         return _new(
             QueueState,
             (config, head, head_offset, seq, end, tail, acked, size, ack_offset, ledger),
@@ -281,13 +290,7 @@ def ack(state: QueueState, seq: int) -> Step:
         raise ValueError(f"item {seq} is not an outstanding delivery")
     old_tail = tail
     if seq == tail:
-        tail += 1
-        if acked and tail in acked:
-            rest = set(acked)
-            while tail in rest:
-                rest.discard(tail)
-                tail += 1
-            acked = frozenset(rest) if rest else _NO_ACKS
+        tail, acked = _advance(tail + 1, acked, read)
     else:
         acked = acked | {seq}
     cs = config.chunksize
@@ -303,8 +306,12 @@ def ack(state: QueueState, seq: int) -> Step:
             ack_offset + ACK_RECORD_SIZE, ledger,
         ),
     )
-    full = ack_offset + ACK_RECORD_SIZE > config.policy.ack_log_bytes
-    if full or ((crossed or tail == head) and _wants_checkpoint(new)):
+    policy = config.policy
+    if (
+        ack_offset + ACK_RECORD_SIZE > policy.ack_log_bytes  # the ack log is full
+        or ledger.crossings >= policy.checkpoint_every
+        or (tail == head and _wants_checkpoint(new))
+    ):
         # The checkpoint records this acknowledgement itself; no ack record is needed.
         return checkpoint(new)
     path = config.ack_path
@@ -312,6 +319,18 @@ def ack(state: QueueState, seq: int) -> Step:
     if config.sync:
         return new, (record, Fsync(path))
     return new, (record,)
+
+
+def _advance(tail: int, acked: frozenset[int], limit: int) -> tuple[int, frozenset[int]]:
+    """Move ``tail`` past acknowledged items, but not past ``limit`` (the read position:
+    acknowledged items not yet read again after a reopen stay in ``acked`` to be skipped)."""
+    if acked and tail < limit and tail in acked:
+        rest = set(acked)
+        while tail < limit and tail in rest:
+            rest.discard(tail)
+            tail += 1
+        acked = frozenset(rest) if rest else _NO_ACKS
+    return tail, acked
 
 
 def shutdown(state: QueueState, immediate: bool) -> QueueState:

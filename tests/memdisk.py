@@ -1,0 +1,123 @@
+"""A minimal interpreter of core effects over a dict, for testing the core on its own.
+
+It keeps only what is visible (no durability): enough to run transitions, apply their
+effects and recover from the result, without the IO shell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from pqueue.core import transitions
+from pqueue.core.codec import ITEM_MAGIC, Record, decode
+from pqueue.core.effects import (
+    Create,
+    Effect,
+    Fsync,
+    FsyncDir,
+    Release,
+    Replace,
+    Truncate,
+    Unlink,
+    Write,
+)
+from pqueue.core.state import Config, QueueState, chunk_path, default_policy
+
+DIRECTORY = "/q"
+
+
+def config(
+    *, chunksize: int = 4, durability: str = "fsync", serializer: str = "pickle", **policy: Any
+) -> Config:
+    """A Config for ``/q`` with the default policy of ``durability`` changed by ``policy``."""
+    assert durability in ("fsync", "flush")
+    base = default_policy("fsync" if durability == "fsync" else "flush")
+    return Config(
+        directory=DIRECTORY,
+        chunksize=chunksize,
+        durability="fsync" if durability == "fsync" else "flush",
+        serializer=serializer,
+        temp_path=f"{DIRECTORY}/info.tmp",
+        policy=attrs.evolve(base, **policy),
+    )
+
+
+class MemDisk:
+    """Files by path; applies effects in order, as the shell would."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytearray] = {}
+        self.log: list[Effect] = []
+
+    def apply(self, effects: Iterable[Effect]) -> None:
+        for effect in effects:
+            self.log.append(effect)
+            if isinstance(effect, Write):
+                data = self.files.setdefault(effect.path, bytearray())
+                end = effect.offset + len(effect.data)
+                if len(data) < end:
+                    data.extend(bytes(end - len(data)))
+                data[effect.offset : end] = effect.data
+            elif isinstance(effect, Create):
+                self.files[effect.path] = bytearray()
+            elif isinstance(effect, Truncate):
+                data = self.files[effect.path]
+                del data[effect.size :]
+            elif isinstance(effect, Replace):
+                self.files[effect.dst] = self.files.pop(effect.src)
+            elif isinstance(effect, Unlink):
+                del self.files[effect.path]
+            elif isinstance(effect, Fsync):
+                assert effect.path in self.files, f"{effect} of a missing file"
+            elif isinstance(effect, Release):
+                pass
+            elif isinstance(effect, FsyncDir):
+                assert effect.path == DIRECTORY
+
+    def names(self) -> frozenset[str]:
+        return frozenset(p.rsplit("/", 1)[1] for p in self.files)
+
+    def chunks(self) -> list[str]:
+        return sorted(n for n in self.names() if n.startswith("q"))
+
+    def recover(self, cfg: Config) -> QueueState:
+        """Open the queue on this disk: recover, apply the repairs, return the state."""
+        obs = transitions.Observation(
+            names=self.names(),
+            info=bytes(self.files[cfg.info_path]) if cfg.info_path in self.files else None,
+            acks=bytes(self.files[cfg.ack_path]) if cfg.ack_path in self.files else None,
+            temp_exists=cfg.temp_path in self.files,
+        )
+        chunks: dict[int, bytes] = {}
+        while True:
+            outcome = transitions.recover(cfg, obs)
+            if isinstance(outcome, transitions.ReadChunks):
+                for n in outcome.numbers:
+                    chunks[n] = bytes(self.files[chunk_path(cfg, n)])
+                obs = transitions.Observation(
+                    names=obs.names, info=obs.info, acks=obs.acks,
+                    temp_exists=obs.temp_exists, chunks=chunks,
+                )
+                continue
+            state, effects = outcome
+            self.apply(effects)
+            return state
+
+    def run(self, step: transitions.Step) -> QueueState:
+        state, effects = step
+        self.apply(effects)
+        return state
+
+    def deliver(self, state: QueueState) -> tuple[QueueState, int, bytes]:
+        """Read the record at ``state.read`` and deliver it (skipping acknowledged ones)."""
+        while True:
+            cs = state.config.chunksize
+            data = bytes(self.files[chunk_path(state.config, state.read // cs)])
+            rec = decode(data, state.read_offset, ITEM_MAGIC)
+            assert isinstance(rec, Record), rec
+            state, delivered = transitions.deliver(state, rec.seq, rec.end)
+            if delivered:
+                return state, rec.seq, data[rec.start : rec.end]
