@@ -1,0 +1,503 @@
+"""Throughput of pqueue beside its predecessor, its peers and the raw disk, in one run.
+
+Each target puts N items of 64 bytes, then gets (and acknowledges, where the target can) N
+items, in a fresh directory under one base directory; the rates are the median of --repeat
+runs. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import queue
+import shutil
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from time import perf_counter
+from types import ModuleType
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+
+import pqueue
+
+ITEM_SIZE = 64
+RECORD_SIZE = 81  # 64 bytes in pqueue's 17-byte frame
+ROOT = Path(__file__).resolve().parent.parent
+PQUEUE017 = ROOT / ".bench/pqueue017/pqueue/pqueue.py"
+INSTALL_PQUEUE017 = f"pip install --no-deps --target {ROOT}/.bench/pqueue017 pqueue==0.1.7"
+INSTALL_PEERS = f"pip install -r {ROOT}/benchmarks/requirements.txt"
+
+_fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+
+
+@runtime_checkable
+class Fifo(Protocol):
+    """What the benchmark calls on a queue."""
+
+    def put(self, item: bytes, /) -> object: ...
+    def get(self) -> object: ...
+    def close(self) -> object: ...
+
+
+@runtime_checkable
+class AckedFifo(Fifo, Protocol):
+    """A queue whose items are acknowledged one by one after get."""
+
+    def task_done(self) -> object: ...
+
+
+class _MemoryQueue(queue.Queue[bytes]):
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class _FileQueue:
+    """pqueue 0.1.7 or persist-queue's file Queue: neither has close(), so close their files."""
+
+    def __init__(self, fifo: Any) -> None:
+        self._fifo = fifo
+        self.put: Callable[[bytes], object] = fifo.put
+        self.get: Callable[[], object] = fifo.get
+        self.task_done: Callable[[], object] = fifo.task_done
+
+    def close(self) -> None:
+        self._fifo.headf.close()
+        self._fifo.tailf.close()
+
+
+class _SQLiteQueue:
+    """persist-queue's SQLiteQueue(auto_commit=True): get deletes and commits the item, and
+    task_done does nothing, so the get phase is get only."""
+
+    def __init__(self, fifo: Any) -> None:
+        self.put: Callable[[bytes], object] = fifo.put
+        self.get: Callable[[], object] = fifo.get
+        self.close: Callable[[], object] = fifo.close
+
+
+class _Deque:
+    """diskcache's Deque: append and popleft; it has no task_done."""
+
+    def __init__(self, deque: Any) -> None:
+        self.put: Callable[[bytes], object] = deque.append
+        self.get: Callable[[], object] = deque.popleft
+        self.close: Callable[[], object] = deque.cache.close
+
+
+def _open_pqueue(durability: Literal["fsync", "flush"], directory: Path) -> Fifo:
+    return pqueue.Queue[bytes](directory / "q", durability=durability)
+
+
+def _open_memory(directory: Path) -> Fifo:
+    return _MemoryQueue()
+
+
+def _open_file_queue(module: ModuleType, directory: Path) -> Fifo:
+    # Both write their info file in tempdir and rename it into the queue, so tempdir must be
+    # on the queue's file system; both check that with os.stat, so the directories must exist.
+    path, temp = directory / "q", directory / "tmp"
+    path.mkdir()
+    temp.mkdir()
+    return _FileQueue(module.Queue(str(path), tempdir=str(temp)))
+
+
+def _open_sqlite_queue(module: ModuleType, directory: Path) -> Fifo:
+    return _SQLiteQueue(module.SQLiteQueue(str(directory / "q"), auto_commit=True))
+
+
+def _open_deque(module: ModuleType, directory: Path) -> Fifo:
+    return _Deque(module.Deque(directory=str(directory / "q")))
+
+
+class Phases(NamedTuple):
+    put: float  # seconds
+    get: float | None  # seconds; None for the raw loops, which have no get phase
+    get_phase: str  # what the get phase does: "get + task_done", "get only" or ""
+
+
+def _run_queue(open_fifo: Callable[[Path], Fifo], directory: Path, n: int) -> Phases:
+    fifo = open_fifo(directory)
+    item = os.urandom(ITEM_SIZE)
+    put, get = fifo.put, fifo.get
+    got: object = None
+    try:
+        start = perf_counter()
+        for _ in range(n):
+            put(item)
+        put_seconds = perf_counter() - start
+        if isinstance(fifo, AckedFifo):
+            task_done = fifo.task_done
+            get_phase = "get + task_done"
+            start = perf_counter()
+            for _ in range(n):
+                got = get()
+                task_done()
+        else:
+            get_phase = "get only"
+            start = perf_counter()
+            for _ in range(n):
+                got = get()
+        get_seconds = perf_counter() - start
+    finally:
+        fifo.close()
+    if got != item:
+        raise RuntimeError(f"the last item got is {got!r}, not the item put")
+    return Phases(put_seconds, get_seconds, get_phase)
+
+
+def _append_loop(sync: bool, directory: Path, n: int) -> Phases:
+    record = os.urandom(RECORD_SIZE)
+    fd = os.open(directory / "data", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    write = os.write
+    try:
+        start = perf_counter()
+        if sync:
+            for _ in range(n):
+                write(fd, record)
+                _fdatasync(fd)
+        else:
+            for _ in range(n):
+                write(fd, record)
+        seconds = perf_counter() - start
+    finally:
+        os.close(fd)
+    return Phases(seconds, None, "")
+
+
+def _preallocated_loop(directory: Path, n: int) -> Phases:
+    record = os.urandom(RECORD_SIZE)
+    fd = os.open(directory / "data", os.O_RDWR | os.O_CREAT, 0o600)
+    pwrite = os.pwrite
+    try:
+        os.write(fd, bytes(n * RECORD_SIZE))
+        os.fsync(fd)
+        start = perf_counter()
+        for offset in range(0, n * RECORD_SIZE, RECORD_SIZE):
+            pwrite(fd, record, offset)
+            _fdatasync(fd)
+        seconds = perf_counter() - start
+    finally:
+        os.close(fd)
+    return Phases(seconds, None, "")
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    name: str
+    n: int
+    run: Callable[[Path, int], Phases] | None  # None: the peer is not installed
+    install: str = ""
+
+
+@dataclass(frozen=True)
+class Result:
+    target: Target
+    rates: dict[str, float]  # items/s by phase, "put" and "get"; empty when skipped
+    get_phase: str
+
+
+def _import(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def _load_pqueue017() -> ModuleType | None:
+    """Load pqueue 0.1.7's module file under another name: it is also called pqueue."""
+    if not PQUEUE017.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("pqueue017", PQUEUE017)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _peer(
+    module: ModuleType | None, opener: Callable[[ModuleType, Path], Fifo]
+) -> Callable[[Path, int], Phases] | None:
+    return None if module is None else partial(_run_queue, partial(opener, module))
+
+
+def targets(n_slow: int, n_fast: int) -> list[Target]:
+    pqueue017 = _load_pqueue017()
+    persistqueue = _import("persistqueue")
+    diskcache = _import("diskcache")
+    return [
+        Target(
+            "fsync", "pqueue, fsync", n_slow, partial(_run_queue, partial(_open_pqueue, "fsync"))
+        ),
+        Target(
+            "flush", "pqueue, flush", n_fast, partial(_run_queue, partial(_open_pqueue, "flush"))
+        ),
+        Target(
+            "pqueue017",
+            "pqueue 0.1.7",
+            n_slow,
+            _peer(pqueue017, _open_file_queue),
+            INSTALL_PQUEUE017,
+        ),
+        Target(
+            "persistqueue",
+            "persist-queue Queue",
+            n_slow,
+            _peer(persistqueue, _open_file_queue),
+            INSTALL_PEERS,
+        ),
+        Target(
+            "sqlitequeue",
+            "persist-queue SQLiteQueue, auto_commit=True",
+            n_slow,
+            _peer(persistqueue, _open_sqlite_queue),
+            INSTALL_PEERS,
+        ),
+        Target(
+            "diskcache",
+            "diskcache Deque, append/popleft",
+            n_slow,
+            _peer(diskcache, _open_deque),
+            INSTALL_PEERS,
+        ),
+        Target("memory", "queue.Queue, in memory", n_fast, partial(_run_queue, _open_memory)),
+        Target("write", f"os.write loop, {RECORD_SIZE} B", n_fast, partial(_append_loop, False)),
+        Target(
+            "fdatasync",
+            f"write+fdatasync loop, {RECORD_SIZE} B",
+            n_slow,
+            partial(_append_loop, True),
+        ),
+        Target(
+            "pwrite",
+            f"pwrite+fdatasync loop, preallocated, {RECORD_SIZE} B",
+            n_slow,
+            _preallocated_loop,
+        ),
+    ]
+
+
+def measure(target: Target, base: Path, repeat: int) -> Result:
+    if target.run is None:
+        return Result(target, {}, "")
+    runs = []
+    for _ in range(repeat):
+        directory = Path(tempfile.mkdtemp(dir=base))
+        try:
+            runs.append(target.run(directory, target.n))
+        finally:
+            shutil.rmtree(directory)
+    rates = {"put": statistics.median(target.n / run.put for run in runs)}
+    gets = [target.n / run.get for run in runs if run.get is not None]
+    if gets:
+        rates["get"] = statistics.median(gets)
+    return Result(target, rates, runs[0].get_phase)
+
+
+def _file_system(path: Path) -> str | None:
+    """The type of the file system holding ``path``, from /proc/mounts (None elsewhere)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    best, fstype = "", None
+    for line in mounts:
+        fields = line.split()
+        mount = fields[1].replace("\\040", " ")
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, fstype = mount, fields[2]
+    return fstype
+
+
+def _ratio(results: dict[str, Result], key: str, phase: str, base_key: str) -> float | None:
+    rate = results[key].rates.get(phase)
+    base = results[base_key].rates.get(phase)
+    return None if rate is None or base is None else rate / base
+
+
+def _cells(results: dict[str, Result], key: str) -> list[str]:
+    result = results[key]
+    target = result.target
+    if not result.rates:
+        return [target.name, str(target.n), f"SKIPPED: not installed (`{target.install}`)"]
+    put, get = (result.rates.get(phase) for phase in ("put", "get"))
+    put_ratio, get_ratio = (_ratio(results, key, phase, "pqueue017") for phase in ("put", "get"))
+    return [
+        target.name,
+        str(target.n),
+        "-" if put is None else f"{put:,.0f}",
+        result.get_phase or "-",
+        "-" if get is None else f"{get:,.0f}",
+        "-" if put_ratio is None else f"{put_ratio:.2f}x",
+        "-" if get_ratio is None else f"{get_ratio:.2f}x",
+    ]
+
+
+def table(results: dict[str, Result]) -> list[str]:
+    lines = [
+        "| target | N | put/s | get phase | get/s | put vs 0.1.7 | get vs 0.1.7 |",
+        "|---|--:|--:|---|--:|--:|--:|",
+    ]
+    for key in results:
+        cells = _cells(results, key)
+        cells += [""] * (7 - len(cells))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+class Check(NamedTuple):
+    text: str
+    key: str
+    base_key: str
+    phase: str
+    minimum: float
+
+
+CHECKS = [
+    Check("pqueue fsync put >= 1.2x pqueue 0.1.7 put", "fsync", "pqueue017", "put", 1.2),
+    Check(
+        "pqueue fsync put >= 0.7x the pwrite+fdatasync preallocated loop",
+        "fsync",
+        "pwrite",
+        "put",
+        0.7,
+    ),
+    Check(
+        "pqueue fsync get+task_done >= 1.2x pqueue 0.1.7 get+task_done",
+        "fsync",
+        "pqueue017",
+        "get",
+        1.2,
+    ),
+    Check("pqueue flush put >= 50x pqueue 0.1.7 put", "flush", "pqueue017", "put", 50.0),
+    Check(
+        "pqueue flush get+task_done >= 30x pqueue 0.1.7 get+task_done",
+        "flush",
+        "pqueue017",
+        "get",
+        30.0,
+    ),
+]
+
+
+class Outcome(NamedTuple):
+    check: Check
+    status: str  # PASS, FAIL or SKIPPED
+    ratio: float | None
+    missing: list[Target]  # for SKIPPED: the targets not installed
+
+    def line(self) -> str:
+        if self.ratio is None:
+            return f"SKIPPED {self.check.text}: " + "; ".join(
+                f"{t.name} not installed (`{t.install}`)" for t in self.missing
+            )
+        return f"{self.status} {self.check.text}: {self.ratio:.2f}x"
+
+
+def evaluate(results: dict[str, Result], spec: Check) -> Outcome:
+    ratio = _ratio(results, spec.key, spec.phase, spec.base_key)
+    if ratio is None:
+        missing = [results[k].target for k in (spec.key, spec.base_key) if not results[k].rates]
+        return Outcome(spec, "SKIPPED", None, missing)
+    return Outcome(spec, "PASS" if ratio >= spec.minimum else "FAIL", ratio, [])
+
+
+def write_json(
+    path: Path, header: dict[str, object], results: dict[str, Result], outcomes: list[Outcome]
+) -> None:
+    rows = [
+        {
+            "target": key,
+            "name": r.target.name,
+            "n": r.target.n,
+            "skipped": None if r.rates else r.target.install,
+            "put_per_s": r.rates.get("put"),
+            "get_per_s": r.rates.get("get"),
+            "get_phase": r.get_phase or None,
+            "put_vs_0.1.7": _ratio(results, key, "put", "pqueue017"),
+            "get_vs_0.1.7": _ratio(results, key, "get", "pqueue017"),
+        }
+        for key, r in results.items()
+    ]
+    checks = [
+        {"check": o.check.text, "minimum": o.check.minimum, "ratio": o.ratio, "status": o.status}
+        for o in outcomes
+    ]
+    path.write_text(json.dumps({**header, "targets": rows, "checks": checks}, indent=2) + "\n")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        help="base directory, on the disk to measure (default: the system temp directory)",
+    )
+    parser.add_argument(
+        "--n-slow", type=_positive, default=4000, help="N for the fsync-bound and slow targets"
+    )
+    parser.add_argument("--n-fast", type=_positive, default=100_000, help="N for the fast targets")
+    parser.add_argument(
+        "--repeat", type=_positive, default=3, help="runs per target; the median rate is kept"
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the numbers here")
+    args = parser.parse_args(argv)
+
+    base = Path(tempfile.mkdtemp(prefix="pqueue-bench-", dir=args.dir))
+    try:
+        fstype = _file_system(base)
+        results: dict[str, Result] = {}
+        for target in targets(args.n_slow, args.n_fast):
+            print(f"running {target.name} ...", file=sys.stderr, flush=True)
+            results[target.key] = measure(target, base, args.repeat)
+    finally:
+        shutil.rmtree(base)
+
+    header: dict[str, object] = {
+        "pqueue": pqueue.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "file_system": fstype,
+        "directory": str(base.parent),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "repeat": args.repeat,
+    }
+    where = f"{fstype} at {base.parent}" if fstype else str(base.parent)
+    print(
+        f"pqueue {header['pqueue']}, Python {header['python']}, {header['platform']}, {where}, "
+        f"{header['date']}; items of {ITEM_SIZE} bytes, median rate of {args.repeat} run(s)"
+    )
+    print()
+    print("\n".join(table(results)))
+    print()
+    print("## Targets")
+    print()
+    outcomes = [evaluate(results, spec) for spec in CHECKS]
+    for outcome in outcomes:
+        print(f"- {outcome.line()}")
+
+    if args.json is not None:
+        write_json(args.json, header, results, outcomes)
+
+
+if __name__ == "__main__":
+    main()
