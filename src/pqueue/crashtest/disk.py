@@ -1,0 +1,976 @@
+"""SimulatedDisk: an in-memory ``FileSystem`` that knows what a crash would leave behind.
+
+The disk keeps files as inodes, separate from the directory entries that name them, so a
+rename moves an inode and its history, not a copy of its bytes. For every inode it keeps the
+visible content (what ``read`` returns), the durable content (what survives a power loss) and
+the ordered data operations in between; for every directory, the visible entries, the durable
+entries and the ordered entry operations in between. ``crash_states(model)`` combines the
+pending operations as a ``PersistenceModel`` allows and yields each possible result as a new
+disk.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import errno
+import itertools
+import os
+import posixpath
+import threading
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
+from functools import lru_cache
+from typing import NamedTuple
+
+from pqueue.crashtest.models import PersistenceModel, _torn_outcomes
+from pqueue.io.fs import Lock
+
+__all__ = ["SimulatedCrash", "SimulatedDisk"]
+
+
+class SimulatedCrash(BaseException):
+    """Raised by a ``SimulatedDisk`` at the crash point armed by ``crash_after``.
+
+    It derives from ``BaseException``, not ``Exception``, so code under test that handles
+    ``Exception`` or ``OSError`` cannot swallow it: it unwinds the code under test like the
+    end of the process would. The operation that raised it had no effect; every later
+    operation on the same disk raises it again.
+    """
+
+
+class _Write(NamedTuple):
+    offset: int
+    data: bytes
+
+
+class _Truncate(NamedTuple):
+    size: int
+
+
+_DataOp = _Write | _Truncate
+
+
+class _File:
+    """An inode: visible content, durable content and the data operations in between."""
+
+    __slots__ = ("data", "durable", "ino", "pending")
+
+    def __init__(
+        self, ino: int, data: bytes | bytearray, durable: bytes, pending: list[_DataOp]
+    ) -> None:
+        self.ino = ino
+        # ``bytes`` until the first write, then a ``bytearray`` edited in place.
+        self.data = data
+        self.durable = durable
+        self.pending = pending
+
+
+class _Dir:
+    """A directory: visible entries, durable entries and the entry operations in between."""
+
+    __slots__ = ("durable", "entries", "ino", "pending")
+
+    def __init__(
+        self,
+        ino: int,
+        entries: dict[str, _Node],
+        durable: dict[str, _Node],
+        pending: list[_EntryOp],
+    ) -> None:
+        self.ino = ino
+        self.entries = entries
+        self.durable = durable
+        self.pending = pending
+
+
+_Node = _File | _Dir
+
+
+class _Link(NamedTuple):
+    name: str
+    node: _Node
+
+
+class _Unlink(NamedTuple):
+    name: str
+
+
+class _Rename(NamedTuple):
+    src: str
+    dst: str
+
+
+_EntryOp = _Link | _Unlink | _Rename
+
+
+def _apply_data(buf: bytearray, op: _DataOp) -> None:
+    if isinstance(op, _Write):
+        if op.offset > len(buf):
+            buf.extend(bytes(op.offset - len(buf)))
+        buf[op.offset : op.offset + len(op.data)] = op.data
+    elif op.size < len(buf):
+        del buf[op.size :]
+    else:
+        buf.extend(bytes(op.size - len(buf)))
+
+
+def _apply_entry(entries: dict[str, _Node], op: _EntryOp) -> None:
+    # Tolerant of missing names: with ``reorder_dir_ops`` an unlink or rename can survive
+    # without the create it depended on; it then did nothing.
+    if isinstance(op, _Link):
+        entries[op.name] = op.node
+    elif isinstance(op, _Unlink):
+        entries.pop(op.name, None)
+    else:
+        node = entries.pop(op.src, None)
+        if node is not None:
+            entries[op.dst] = node
+
+
+def _mutable(node: _File) -> bytearray:
+    data = node.data
+    if isinstance(data, bytearray):
+        return data
+    buf = node.data = bytearray(data)
+    return buf
+
+
+@lru_cache(maxsize=4096)
+def _split(path: str) -> tuple[str, ...]:
+    norm = posixpath.normpath("/" + path.lstrip("/"))
+    return tuple(part for part in norm.split("/") if part)
+
+
+def _join(parts: Iterable[str]) -> str:
+    return "/" + "/".join(parts)
+
+
+def _error(code: int, path: str, path2: str | None = None) -> OSError:
+    # OSError(errno, ...) returns the matching subclass (FileNotFoundError for ENOENT, ...).
+    return OSError(code, os.strerror(code), path, None, path2)
+
+
+_MUTATING = frozenset(
+    {"create", "fsync", "fsync_dir", "lock", "mkdir", "replace", "truncate", "unlink", "write"}
+)
+_READS = frozenset(
+    {"exists", "is_dir", "listdir", "lock_key", "read", "release", "same_filesystem", "size"}
+)
+_disk_ids = itertools.count(1)
+
+
+class _Fault:
+    __slots__ = ("error", "ops", "skip", "times")
+
+    def __init__(self, error: OSError, ops: frozenset[str] | None, skip: int, times: int) -> None:
+        self.error = error
+        self.ops = ops
+        self.skip = skip
+        self.times = times
+
+
+class _SimulatedLock:
+    __slots__ = ("_disk", "_ino")
+
+    def __init__(self, disk: SimulatedDisk, ino: int) -> None:
+        self._disk: SimulatedDisk | None = disk
+        self._ino = ino
+
+    def release(self) -> None:
+        disk, self._disk = self._disk, None
+        if disk is not None:
+            with disk._mutex:
+                disk._locked.discard(self._ino)
+
+
+class SimulatedDisk:
+    """An in-memory file system with POSIX semantics that can be crashed at any operation.
+
+    It implements the ``pqueue.io.FileSystem`` protocol, so a ``pqueue.Queue`` (or any code
+    written against that protocol) runs on it unchanged. Paths are absolute POSIX strings
+    (``"/q/info"``), normalised with ``posixpath.normpath``; a relative path is taken
+    relative to ``/``, which always exists. Errors are the ``OSError`` subclasses, with the
+    ``errno``, that Linux gives for the same call (``FileNotFoundError``,
+    ``IsADirectoryError``, ``NotADirectoryError``, ``FileExistsError``, ``OSError`` with
+    ``EINVAL``, ``ENOTEMPTY`` or ``EBUSY``). One deliberate difference: ``size`` of a
+    directory raises ``IsADirectoryError``, where the real value depends on the file system.
+
+    What is *visible* (returned by ``read``, ``listdir``, ``size``) and what is *durable*
+    (would survive a power loss) are tracked separately:
+
+    - ``write``, ``truncate`` and ``create`` over an existing file are data operations of the
+      file's inode, durable once ``fsync(path)`` returns;
+    - creating a file (``create``, ``write`` or ``lock`` on a missing path), ``mkdir``,
+      ``replace`` and ``unlink`` are entry operations of the directories involved, durable
+      once ``fsync_dir`` of each directory returns. ``fsync`` of a file does not make its
+      name durable. A ``replace`` within one directory is one atomic entry operation; across
+      directories it is a link in the destination and an unlink in the source.
+
+    Harness controls: ``crash_after`` arms a crash, ``fail`` injects errors, ``operations``
+    counts the state-changing calls made so far, ``crash_states`` and ``count_crash_states``
+    enumerate what a crash would leave, ``copy`` snapshots the whole disk and ``files`` and
+    ``dirs`` show the visible tree. These keep working after a crash.
+
+    A disk serialises its own operations, so several threads (or several queues) may share
+    one, as they would share a kernel.
+    """
+
+    def __init__(self) -> None:
+        self._root = _Dir(1, {}, {}, [])
+        self._next_ino = 2
+        self._uid = next(_disk_ids)
+        self._mutex = threading.RLock()
+        self._locked: set[int] = set()
+        self._operations = 0
+        self._countdown: int | None = None
+        self._crashed = False
+        self._faults: list[_Fault] = []
+
+    # -- harness controls --------------------------------------------------------------
+
+    @property
+    def operations(self) -> int:
+        """How many state-changing calls this disk has served.
+
+        These are the calls of ``write``, ``create``, ``truncate``, ``fsync``,
+        ``fsync_dir``, ``replace``, ``unlink`` and ``mkdir``, and of ``lock`` on a path that
+        did not exist, whether they succeeded or raised. Run a workload once on a fresh disk
+        and read this to size a ``crash_after`` sweep: crashing after ``0 ..
+        operations`` calls covers every crash point.
+        """
+        return self._operations
+
+    @property
+    def crashed(self) -> bool:
+        """Whether the crash armed by ``crash_after`` has happened."""
+        return self._crashed
+
+    def crash_after(self, n: int | None) -> None:
+        """Crash after ``n`` more state-changing calls (see ``operations``); ``None`` disarms.
+
+        The next call after those ``n`` raises ``SimulatedCrash`` without taking effect
+        (``crash_after(0)``: the very next one). From then on every ``FileSystem`` call on
+        this disk raises ``SimulatedCrash``; take the outcome with ``crash_states`` or
+        ``copy``, which still work. A crash cannot be undone.
+        """
+        if n is not None and n < 0:
+            raise ValueError(f"crash_after needs n >= 0 or None, got {n}")
+        with self._mutex:
+            self._countdown = n
+
+    def fail(
+        self,
+        after: int,
+        error: OSError,
+        *,
+        ops: AbstractSet[str] | None = None,
+        times: int = 1,
+    ) -> None:
+        """Make a coming call raise ``error`` (a copy of it) instead of taking effect.
+
+        Counting only the calls that match, call number ``after`` (0: the next one) and the
+        ``times - 1`` matching calls after it fail. ``ops=None`` matches the state-changing
+        calls (see ``operations``); otherwise ``ops`` names the methods that match, reads
+        included, e.g. ``{"fsync"}`` or ``{"read", "size"}``. Faults
+        armed by several ``fail`` calls count independently; when two are due on one call,
+        the one armed first is raised.
+
+        A failed call changes nothing. In particular a failed ``fsync`` makes nothing
+        durable: the writes it covered stay pending, so a later crash may still lose them,
+        even though ``read`` keeps returning them. This mirrors Linux, where after a
+        write-back error the kernel may already have dropped the dirty pages, which is why
+        code must not retry a failed fsync and carry on as if it had succeeded.
+        """
+        if after < 0 or times < 1:
+            raise ValueError(f"fail needs after >= 0 and times >= 1, got {after}, {times}")
+        names = None if ops is None else frozenset(ops)
+        if names is not None and not names <= _MUTATING | _READS:
+            unknown = sorted(names - _MUTATING - _READS)
+            raise ValueError(f"fail: no such FileSystem operation: {', '.join(unknown)}")
+        with self._mutex:
+            self._faults.append(_Fault(error, names, after, times))
+
+    def files(self) -> dict[str, bytes]:
+        """The visible content of every regular file, by absolute path, sorted by path."""
+        with self._mutex:
+            found: dict[str, bytes] = {}
+            for path, node in self._walk_visible():
+                if isinstance(node, _File):
+                    found[path] = bytes(node.data)
+            return dict(sorted(found.items()))
+
+    def dirs(self) -> list[str]:
+        """The absolute path of every visible directory, ``"/"`` included, sorted."""
+        with self._mutex:
+            return sorted(path for path, node in self._walk_visible() if isinstance(node, _Dir))
+
+    def copy(self) -> SimulatedDisk:
+        """A deep, independent copy: same visible, durable and pending state.
+
+        The copy is a new disk: it holds no locks, has no crash or fault armed, is not
+        crashed even if this disk is, and its ``operations`` count starts at zero. Inode
+        numbers are kept, so torn-write garbage is the same on both.
+        """
+        with self._mutex:
+            new = SimulatedDisk()
+            new._next_ino = self._next_ino
+            memo: dict[int, _Node] = {}
+
+            def clone(node: _Node) -> _Node:
+                twin = memo.get(node.ino)
+                if twin is not None:
+                    return twin
+                if isinstance(node, _File):
+                    twin = _File(node.ino, bytes(node.data), node.durable, list(node.pending))
+                    memo[node.ino] = twin
+                    return twin
+                twin_dir = _Dir(node.ino, {}, {}, [])
+                memo[node.ino] = twin_dir
+                twin_dir.entries = {name: clone(child) for name, child in node.entries.items()}
+                twin_dir.durable = {name: clone(child) for name, child in node.durable.items()}
+                twin_dir.pending = [
+                    _Link(op.name, clone(op.node)) if isinstance(op, _Link) else op
+                    for op in node.pending
+                ]
+                return twin_dir
+
+            root = clone(self._root)
+            assert isinstance(root, _Dir)
+            new._root = root
+            return new
+
+    def crash_states(self, model: PersistenceModel) -> Iterator[SimulatedDisk]:
+        """Every distinct state this disk could be found in after a crash now, under ``model``.
+
+        Exhaustive and without duplicates: two outcomes with the same directory tree and the
+        same file contents are yielded once. Each state is a new disk whose content is all
+        durable (nothing pending, no locks held, nothing armed). The first state is the
+        visible one (nothing lost); the order is deterministic. States are generated lazily
+        from a snapshot taken now, so the disk may be used again (or be crashed) meanwhile.
+
+        The number of states is the product of the choices of every file and directory with
+        pending operations, so it grows quickly with unsynced history; draw from
+        ``pqueue.crashtest.crash_state`` instead when it is too large to enumerate.
+        """
+        snapshot = self.copy()
+        return (build() for _, build in _enumerate(snapshot, model))
+
+    def count_crash_states(self, model: PersistenceModel) -> int:
+        """``len(list(self.crash_states(model)))``, computed without building the disks.
+
+        It still enumerates (and deduplicates) every state, so its cost grows with the count;
+        it saves the construction of each disk, about half the time per state.
+        """
+        return sum(1 for _ in _enumerate(self.copy(), model))
+
+    def __repr__(self) -> str:
+        with self._mutex:
+            pending = 0
+            for _, node in self._walk_visible():
+                pending += len(node.pending)
+            sizes = {path: len(data) for path, data in self.files().items()}
+            state = " crashed" if self._crashed else ""
+            return (
+                f"<SimulatedDisk #{self._uid}{state} dirs={self.dirs()} files={sizes} "
+                f"pending_ops={pending}>"
+            )
+
+    # -- the FileSystem protocol ----------------------------------------------------------
+
+    def mkdir(self, path: str, mode: int = 0o777) -> None:
+        """Create directory ``path`` and its missing parents (``os.makedirs(exist_ok=True)``).
+
+        ``FileExistsError`` if ``path`` is a file, ``NotADirectoryError`` if a parent is.
+        ``mode`` is accepted and ignored.
+        """
+        with self._mutex:
+            self._begin("mkdir")
+            parts = _split(path)
+            node = self._root
+            for i, name in enumerate(parts):
+                child = node.entries.get(name)
+                if child is None:
+                    child = _Dir(self._new_ino(), {}, {}, [])
+                    node.entries[name] = child
+                    node.pending.append(_Link(name, child))
+                elif isinstance(child, _File):
+                    code = errno.EEXIST if i == len(parts) - 1 else errno.ENOTDIR
+                    raise _error(code, path)
+                node = child
+
+    def listdir(self, path: str) -> list[str]:
+        """The names in directory ``path``."""
+        with self._mutex:
+            self._begin_read("listdir")
+            node = self._lookup(_split(path), path)
+            if isinstance(node, _File):
+                raise _error(errno.ENOTDIR, path)
+            return list(node.entries)
+
+    def exists(self, path: str) -> bool:
+        """Whether a file or directory exists at ``path``."""
+        with self._mutex:
+            self._begin_read("exists")
+            try:
+                self._lookup(_split(path), path)
+            except OSError:
+                return False
+            return True
+
+    def is_dir(self, path: str) -> bool:
+        """Whether ``path`` exists and is a directory."""
+        with self._mutex:
+            self._begin_read("is_dir")
+            try:
+                node = self._lookup(_split(path), path)
+            except OSError:
+                return False
+            return isinstance(node, _Dir)
+
+    def size(self, path: str) -> int:
+        """The visible size of file ``path``."""
+        with self._mutex:
+            self._begin_read("size")
+            return len(self._file(path).data)
+
+    def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all if negative) of file ``path`` from ``offset``."""
+        with self._mutex:
+            self._begin_read("read")
+            data = self._file(path).data
+            if offset < 0:
+                raise _error(errno.EINVAL, path)
+            end = len(data) if size < 0 else offset + size
+            return bytes(data[offset:end])
+
+    def write(self, path: str, data: bytes, offset: int | None = None) -> None:
+        """Write ``data`` at ``offset`` (``None``: at the end), creating the file if missing.
+
+        Writing past the end leaves a gap of zeros. Writing ``b""`` creates the file if
+        missing and changes nothing else. A negative ``offset`` raises ``OSError`` (EINVAL)
+        after creating the file, as ``open`` then ``pwrite`` do.
+        """
+        with self._mutex:
+            self._begin("write")
+            node = self._open(path)
+            if offset is None:
+                offset = len(node.data)
+            elif offset < 0:
+                raise _error(errno.EINVAL, path)
+            if not data:
+                return
+            op = _Write(offset, bytes(data))
+            _apply_data(_mutable(node), op)
+            node.pending.append(op)
+
+    def create(self, path: str) -> None:
+        """Create ``path`` empty; an existing file is truncated to zero (a data operation)."""
+        with self._mutex:
+            self._begin("create")
+            parts = _split(path)
+            existed = self._exists(parts)
+            node = self._open(path)
+            if existed:
+                op = _Truncate(0)
+                _apply_data(_mutable(node), op)
+                node.pending.append(op)
+
+    def truncate(self, path: str, size: int) -> None:
+        """Cut, or extend with zeros, existing file ``path`` to ``size`` bytes."""
+        with self._mutex:
+            self._begin("truncate")
+            if size < 0:
+                raise _error(errno.EINVAL, path)
+            node = self._file(path)
+            op = _Truncate(size)
+            _apply_data(_mutable(node), op)
+            node.pending.append(op)
+
+    def fsync(self, path: str) -> None:
+        """Make the data operations of file ``path`` durable (not its name: see fsync_dir).
+
+        On a directory it acts as ``fsync_dir``, as ``fsync`` of a directory does on Linux.
+        """
+        with self._mutex:
+            self._begin("fsync")
+            node = self._lookup(_split(path), path)
+            if isinstance(node, _Dir):
+                node.durable = dict(node.entries)
+            else:
+                node.durable = bytes(node.data)
+            node.pending.clear()
+
+    def fsync_dir(self, path: str) -> None:
+        """Make the entry operations of directory ``path`` durable."""
+        with self._mutex:
+            self._begin("fsync_dir")
+            node = self._lookup(_split(path), path)
+            if isinstance(node, _File):
+                raise _error(errno.ENOTDIR, path)
+            node.durable = dict(node.entries)
+            node.pending.clear()
+
+    def replace(self, src: str, dst: str) -> None:
+        """Rename ``src`` to ``dst`` atomically, replacing ``dst`` (``os.replace``).
+
+        Directories can be renamed too, over a missing or empty directory.
+        """
+        with self._mutex:
+            self._begin("replace")
+            sparts, dparts = _split(src), _split(dst)
+            sdir, sname = self._parent(sparts, src, dst)
+            ddir, dname = self._parent(dparts, src, dst)
+            if not sparts or not dparts:
+                raise _error(errno.EBUSY, src, dst)
+            node = sdir.entries.get(sname)
+            if node is None:
+                raise _error(errno.ENOENT, src, dst)
+            if len(dparts) > len(sparts) and dparts[: len(sparts)] == sparts:
+                raise _error(errno.EINVAL, src, dst)
+            if len(sparts) > len(dparts) and sparts[: len(dparts)] == dparts:
+                raise _error(errno.ENOTEMPTY, src, dst)
+            target = ddir.entries.get(dname)
+            if target is node:
+                return
+            if target is not None:
+                if isinstance(target, _Dir):
+                    if isinstance(node, _File):
+                        raise _error(errno.EISDIR, src, dst)
+                    if target.entries:
+                        raise _error(errno.ENOTEMPTY, src, dst)
+                elif isinstance(node, _Dir):
+                    raise _error(errno.ENOTDIR, src, dst)
+            if sdir is ddir:
+                del sdir.entries[sname]
+                sdir.entries[dname] = node
+                sdir.pending.append(_Rename(sname, dname))
+            else:
+                ddir.entries[dname] = node
+                ddir.pending.append(_Link(dname, node))
+                del sdir.entries[sname]
+                sdir.pending.append(_Unlink(sname))
+
+    def unlink(self, path: str) -> None:
+        """Remove file ``path`` (``IsADirectoryError`` for a directory)."""
+        with self._mutex:
+            self._begin("unlink")
+            parts = _split(path)
+            parent, name = self._parent(parts, path)
+            node = parent.entries.get(name) if parts else self._root
+            if node is None:
+                raise _error(errno.ENOENT, path)
+            if isinstance(node, _Dir):
+                raise _error(errno.EISDIR, path)
+            del parent.entries[name]
+            parent.pending.append(_Unlink(name))
+
+    def lock(self, path: str) -> Lock:
+        """Lock file ``path`` (created if missing) for this disk's users.
+
+        ``BlockingIOError`` if it is already locked. The lock belongs to the file (inode),
+        not the name, like ``flock``. Its ``release()`` is idempotent. Creating the file
+        counts as a state-changing call; locking an existing file does not.
+        """
+        with self._mutex:
+            if self._crashed:
+                raise SimulatedCrash("the disk has crashed")
+            self._begin("lock", mutating=not self._exists(_split(path)))
+            node = self._open(path)
+            if node.ino in self._locked:
+                raise BlockingIOError(errno.EWOULDBLOCK, f"{path} is locked by another holder")
+            self._locked.add(node.ino)
+            return _SimulatedLock(self, node.ino)
+
+    def lock_key(self, path: str) -> Hashable:
+        """``(a number unique to this disk, the normalised path)`` of existing ``path``."""
+        with self._mutex:
+            self._begin_read("lock_key")
+            parts = _split(path)
+            self._lookup(parts, path)
+            return (self._uid, _join(parts))
+
+    def same_filesystem(self, a: str, b: str) -> bool:
+        """``True``: existing paths of one disk are on one file system."""
+        with self._mutex:
+            self._begin_read("same_filesystem")
+            self._lookup(_split(a), a)
+            self._lookup(_split(b), b)
+            return True
+
+    def release(self, path: str) -> None:
+        """Nothing to release: the disk keeps no handles."""
+        with self._mutex:
+            self._begin_read("release")
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _new_ino(self) -> int:
+        ino = self._next_ino
+        self._next_ino += 1
+        return ino
+
+    def _begin(self, op: str, *, mutating: bool = True) -> None:
+        """The gate every call passes: the crash, the operation count, injected faults."""
+        if self._crashed:
+            raise SimulatedCrash("the disk has crashed")
+        if mutating:
+            if self._countdown is not None:
+                if self._countdown == 0:
+                    self._crashed = True
+                    self._countdown = None
+                    raise SimulatedCrash(f"simulated crash at {op} #{self._operations + 1}")
+                self._countdown -= 1
+            self._operations += 1
+        if self._faults:
+            self._inject(op, mutating)
+
+    def _begin_read(self, op: str) -> None:
+        if self._crashed or self._faults:
+            self._begin(op, mutating=False)
+
+    def _inject(self, op: str, mutating: bool) -> None:
+        due: list[_Fault] = []
+        for fault in self._faults:
+            if not (mutating if fault.ops is None else op in fault.ops):
+                continue
+            if fault.skip:
+                fault.skip -= 1
+            else:
+                fault.times -= 1
+                due.append(fault)
+        if due:
+            self._faults = [fault for fault in self._faults if fault.times > 0]
+            raise _copy.copy(due[0].error)
+
+    def _lookup(self, parts: tuple[str, ...], path: str) -> _Node:
+        node: _Node = self._root
+        for name in parts:
+            if isinstance(node, _File):
+                raise _error(errno.ENOTDIR, path)
+            child = node.entries.get(name)
+            if child is None:
+                raise _error(errno.ENOENT, path)
+            node = child
+        return node
+
+    def _exists(self, parts: tuple[str, ...]) -> bool:
+        try:
+            self._lookup(parts, "")
+        except OSError:
+            return False
+        return True
+
+    def _parent(
+        self, parts: tuple[str, ...], path: str, path2: str | None = None
+    ) -> tuple[_Dir, str]:
+        if not parts:
+            return self._root, ""
+        node = self._root
+        for name in parts[:-1]:
+            child = node.entries.get(name)
+            if child is None:
+                raise _error(errno.ENOENT, path, path2)
+            if isinstance(child, _File):
+                raise _error(errno.ENOTDIR, path, path2)
+            node = child
+        return node, parts[-1]
+
+    def _file(self, path: str) -> _File:
+        node = self._lookup(_split(path), path)
+        if isinstance(node, _Dir):
+            raise _error(errno.EISDIR, path)
+        return node
+
+    def _open(self, path: str) -> _File:
+        """The file at ``path``, created (an entry operation) if missing, like ``O_CREAT``."""
+        parts = _split(path)
+        parent, name = self._parent(parts, path)
+        node = parent.entries.get(name) if parts else self._root
+        if node is None:
+            node = _File(self._new_ino(), b"", b"", [])
+            parent.entries[name] = node
+            parent.pending.append(_Link(name, node))
+        elif isinstance(node, _Dir):
+            raise _error(errno.EISDIR, path)
+        return node
+
+    def _walk_visible(self) -> Iterator[tuple[str, _Node]]:
+        stack: list[tuple[str, _Node]] = [("/", self._root)]
+        while stack:
+            path, node = stack.pop()
+            yield path, node
+            if isinstance(node, _Dir):
+                prefix = path if path.endswith("/") else path + "/"
+                stack.extend((prefix + name, child) for name, child in node.entries.items())
+
+
+# -- crash states ---------------------------------------------------------------------------
+
+_StateKey = tuple[tuple[str, ...], tuple[str, ...], tuple[bytes, ...]]
+
+
+def _dedupe_entries(options: Iterable[dict[str, _Node]]) -> list[dict[str, _Node]]:
+    seen: set[frozenset[tuple[str, int]]] = set()
+    kept: list[dict[str, _Node]] = []
+    for entries in options:
+        key = frozenset((name, node.ino) for name, node in entries.items())
+        if key not in seen:
+            seen.add(key)
+            kept.append(entries)
+    return kept
+
+
+def _dir_options(d: _Dir, model: PersistenceModel) -> list[dict[str, _Node]]:
+    """The entries ``d`` may have after a crash, the visible ones first."""
+    if not model.lose_unsynced or not d.pending:
+        return [d.entries]
+    ops = d.pending
+    if model.reorder_dir_ops:
+        subsets: list[dict[str, _Node]] = []
+        for lost in range(1 << len(ops)):
+            entries = dict(d.durable)
+            for i, op in enumerate(ops):
+                if not lost >> i & 1:
+                    _apply_entry(entries, op)
+            subsets.append(entries)
+        return _dedupe_entries(subsets)
+    prefixes = [dict(d.durable)]
+    for op in ops:
+        entries = dict(prefixes[-1])
+        _apply_entry(entries, op)
+        prefixes.append(entries)
+    return _dedupe_entries(reversed(prefixes))
+
+
+def _file_options(f: _File, model: PersistenceModel) -> list[bytes]:
+    """The contents ``f`` may have after a crash, from nothing lost to everything lost."""
+    if not model.lose_unsynced or not f.pending:
+        return [bytes(f.data)]
+    prefixes = [f.durable]
+    torn: list[list[bytes]] = []
+    buf = bytearray(f.durable)
+    for op in f.pending:
+        base = prefixes[-1]
+        if isinstance(op, _Write):
+            torn.append(_torn_outcomes(model, f.ino, base, op.offset, op.data))
+        else:
+            torn.append([])
+        _apply_data(buf, op)
+        prefixes.append(bytes(buf))
+    ordered = [prefixes[-1]]
+    for k in range(len(f.pending) - 1, -1, -1):
+        ordered.extend(torn[k])
+        ordered.append(prefixes[k])
+    return list(dict.fromkeys(ordered))
+
+
+class _Layout(NamedTuple):
+    """One directory tree a crash can leave, before file contents are chosen."""
+
+    dirs: list[tuple[str, _Dir]]
+    files: list[tuple[str, _File]]
+    edges: list[tuple[int, str, _Node]]
+
+
+def _layout(root: _Dir, chosen: dict[int, dict[str, _Node]]) -> _Layout:
+    """The tree from ``root`` when each directory has the entries ``chosen`` for it.
+
+    Walked breadth first, in name order. A directory met a second time (both halves of its
+    rename across directories survived) is dropped there, so every directory keeps one
+    parent, the first path found, and no cycle can form.
+    """
+    dirs: list[tuple[str, _Dir]] = []
+    files: list[tuple[str, _File]] = []
+    edges: list[tuple[int, str, _Node]] = []
+    seen = {root.ino}
+    queue: deque[tuple[str, _Dir]] = deque([("", root)])
+    while queue:
+        path, d = queue.popleft()
+        dirs.append((path or "/", d))
+        for name, child in sorted(chosen[d.ino].items(), key=_by_name):
+            if isinstance(child, _Dir):
+                if child.ino in seen:
+                    continue
+                seen.add(child.ino)
+                queue.append((f"{path}/{name}", child))
+            else:
+                files.append((f"{path}/{name}", child))
+            edges.append((d.ino, name, child))
+    return _Layout(dirs, files, edges)
+
+
+def _by_name(entry: tuple[str, _Node]) -> str:
+    return entry[0]
+
+
+def _build(
+    next_ino: int, layout: _Layout, inodes: list[_File], contents: tuple[bytes, ...]
+) -> SimulatedDisk:
+    """A new disk holding ``layout`` with ``contents[i]`` in ``inodes[i]``, all durable."""
+    disk = SimulatedDisk()
+    disk._next_ino = next_ino
+    dirs: dict[int, _Dir] = {1: disk._root}
+    for _, d in layout.dirs[1:]:
+        dirs[d.ino] = _Dir(d.ino, {}, {}, [])
+    nodes: dict[int, _Node] = dict(dirs)
+    for f, data in zip(inodes, contents, strict=True):
+        nodes[f.ino] = _File(f.ino, data, data, [])
+    for parent, name, child in layout.edges:
+        dirs[parent].entries[name] = nodes[child.ino]
+    for d in dirs.values():
+        d.durable = dict(d.entries)
+    return disk
+
+
+def _structures(
+    root: _Dir, options: Callable[[_Dir], list[dict[str, _Node]]]
+) -> Iterator[dict[int, dict[str, _Node]]]:
+    """Every choice of entries for the directories reachable from ``root``.
+
+    Yields the same (mutated) dict each time: use it before asking for the next one.
+    """
+    chosen: dict[int, dict[str, _Node]] = {}
+
+    def walk(todo: list[_Dir]) -> Iterator[None]:
+        if not todo:
+            yield None
+            return
+        d, rest = todo[-1], todo[:-1]
+        for entries in options(d):
+            chosen[d.ino] = entries
+            more = [
+                child
+                for child in entries.values()
+                if isinstance(child, _Dir) and child.ino not in chosen and child not in rest
+            ]
+            yield from walk(rest + more)
+        del chosen[d.ino]
+
+    for _ in walk([root]):
+        yield chosen
+
+
+def _enumerate(
+    disk: SimulatedDisk, model: PersistenceModel
+) -> Iterator[tuple[_StateKey, Callable[[], SimulatedDisk]]]:
+    """The distinct crash states of ``disk``: a key and a function building the disk."""
+    dir_cache: dict[int, list[dict[str, _Node]]] = {}
+    file_cache: dict[int, list[bytes]] = {}
+
+    def dir_options(d: _Dir) -> list[dict[str, _Node]]:
+        found = dir_cache.get(d.ino)
+        if found is None:
+            found = dir_cache[d.ino] = _dir_options(d, model)
+        return found
+
+    def file_options(f: _File) -> list[bytes]:
+        found = file_cache.get(f.ino)
+        if found is None:
+            found = file_cache[f.ino] = _file_options(f, model)
+        return found
+
+    seen: set[_StateKey] = set()
+    next_ino = disk._next_ino
+    for chosen in _structures(disk._root, dir_options):
+        layout = _layout(disk._root, chosen)
+        dir_paths = tuple(sorted(path for path, _ in layout.dirs))
+        by_path = sorted(layout.files, key=lambda item: item[0])
+        file_paths = tuple(path for path, _ in by_path)
+        inodes = list({f.ino: f for _, f in by_path}.values())
+        index = {f.ino: i for i, f in enumerate(inodes)}
+        slots = [index[f.ino] for _, f in by_path]
+        shared = len(inodes) != len(by_path)
+        for contents in itertools.product(*(file_options(f) for f in inodes)):
+            per_path = tuple(contents[i] for i in slots) if shared else contents
+            key = (dir_paths, file_paths, per_path)
+            if key in seen:
+                continue
+            seen.add(key)
+            yield key, _builder(next_ino, layout, inodes, contents)
+
+
+def _builder(
+    next_ino: int, layout: _Layout, inodes: list[_File], contents: tuple[bytes, ...]
+) -> Callable[[], SimulatedDisk]:
+    return lambda: _build(next_ino, layout, inodes, contents)
+
+
+_TEAR_CHOICES = 1 << 30
+
+
+def _all_nodes(root: _Dir) -> list[_Node]:
+    """Every node a crash state of ``root`` could contain, by inode number."""
+    found: dict[int, _Node] = {}
+    todo: list[_Node] = [root]
+    while todo:
+        node = todo.pop()
+        if node.ino in found:
+            continue
+        found[node.ino] = node
+        if isinstance(node, _Dir):
+            todo.extend(node.entries.values())
+            todo.extend(node.durable.values())
+            todo.extend(op.node for op in node.pending if isinstance(op, _Link))
+    return [found[ino] for ino in sorted(found)]
+
+
+def _draw_crash_state(
+    disk: SimulatedDisk,
+    model: PersistenceModel,
+    integer: Callable[[int, int], int],
+    boolean: Callable[[], bool],
+) -> SimulatedDisk:
+    """One crash state of ``disk``, chosen by ``integer(lo, hi)`` and ``boolean()``.
+
+    ``0`` and ``False`` always lose the least, so all zeros is the visible state. The same
+    choices are asked for whatever the answers (one or two per directory and file with
+    pending operations, in inode order), so a shrinker that prefers fewer and smaller
+    choices moves toward losing less, never toward losing a directory entry to skip the
+    choices of the files behind it. Each state returned is one ``crash_states`` yields.
+    """
+    nodes = _all_nodes(disk._root)
+    chosen: dict[int, dict[str, _Node]] = {}
+    lost: dict[int, tuple[int, int]] = {}
+    for node in nodes:
+        if not model.lose_unsynced or not node.pending:
+            if isinstance(node, _Dir):
+                chosen[node.ino] = node.entries
+        elif isinstance(node, _File):
+            lost[node.ino] = (integer(0, len(node.pending)), integer(0, _TEAR_CHOICES))
+        elif model.reorder_dir_ops:
+            entries = dict(node.durable)
+            for op in node.pending:
+                if not boolean():
+                    _apply_entry(entries, op)
+            chosen[node.ino] = entries
+        else:
+            entries = dict(node.durable)
+            for op in node.pending[: len(node.pending) - integer(0, len(node.pending))]:
+                _apply_entry(entries, op)
+            chosen[node.ino] = entries
+    layout = _layout(disk._root, chosen)
+    inodes = list({f.ino: f for _, f in sorted(layout.files, key=_by_name)}.values())
+    contents = tuple(_drawn_content(f, model, *lost.get(f.ino, (0, 0))) for f in inodes)
+    return _build(disk._next_ino, layout, inodes, contents)
+
+
+def _drawn_content(f: _File, model: PersistenceModel, lost: int, tear: int) -> bytes:
+    """The content of ``f`` with its last ``lost`` pending operations lost and, if the
+    last one kept is a write, torn the ``tear``-th way (modulo the ways; 0: not torn).
+    """
+    if lost == 0 and tear == 0:
+        return bytes(f.data)
+    kept = len(f.pending) - lost
+    buf = bytearray(f.durable)
+    for op in f.pending[: max(kept - 1, 0)]:
+        _apply_data(buf, op)
+    if kept:
+        last = f.pending[kept - 1]
+        if isinstance(last, _Write):
+            torn = _torn_outcomes(model, f.ino, bytes(buf), last.offset, last.data)
+            which = tear % (len(torn) + 1)
+            if which:
+                return torn[which - 1]
+        _apply_data(buf, last)
+    return bytes(buf)

@@ -1,0 +1,169 @@
+"""Persistence models: what a crash leaves of the operations a disk had not made durable.
+
+A ``SimulatedDisk`` records, for every file (inode), the data operations that are not yet
+durable (writes, truncates; creating over an existing file counts as a truncate to zero) and,
+for every directory, the entry operations that are not yet durable (create, mkdir, rename in
+or out, unlink). ``fsync(path)`` makes a file's data operations durable, ``fsync_dir(dir)``
+makes a directory's entry operations durable. A ``PersistenceModel`` says which combinations
+of the pending operations a crash may leave behind. ``SimulatedDisk.crash_states(model)``
+enumerates every such combination, ``pqueue.crashtest.crash_state(disk, model)`` draws one.
+
+``PROCESS_CRASH`` (``kill -9``): every operation that returned survives, because the kernel
+still holds it in the page cache. There is exactly one crash state: the visible one.
+
+``POWER_LOSS``: only what was made durable is certain. The rules, and where they come from:
+
+1. Each file's pending data operations survive as an in-order prefix, of any length from none
+   to all (the "prefix" persistence of ALICE, Pillai et al., OSDI'14, "All File Systems Are
+   Not Created Equal"; LazyFS's "lose unsynced data" fault, Ramos et al., VLDB'24).
+2. The last surviving operation, if it is a write, may be torn (ALICE's non-atomic writes,
+   LazyFS's "torn-op" fault, SQLite's crash-test VFS, ``src/test6.c``): a prefix of its bytes
+   reached the disk, then the rest of the 512-byte sector holding the cut is filled with zeros
+   or with garbage, and the bytes after that sector keep their old content. The cuts tried are
+   every sector boundary strictly inside the write (nothing is filled there: whole sectors
+   either made it or did not) and, so that records smaller than a sector tear too, 1 byte in
+   and the middle of the write. A torn write only damages bytes that write was writing; if it
+   extended the file, the file ends where the filled region ends.
+3. A write that extended the file may survive as zeros over the whole extension: the size made
+   it to the journal, the data did not (the zero-filled tail seen after a power loss on ext4
+   with delayed allocation; CrashMonkey, Mohan et al., OSDI'18; ALICE's "garbage or zeros"
+   outcomes of appends).
+4. Each directory's pending entry operations survive as an in-order prefix, independently of
+   other directories and of file data (ALICE, CrashMonkey): a create or rename can survive
+   while the file's unsynced data does not, and a file whose create did not survive is gone
+   whatever its data. A rename across directories is a link in the destination and an unlink
+   in the source, each of which may or may not survive on its own; a directory that ends up
+   reachable under two names is kept only under the first (the shallower, then the
+   alphabetically first), so that directories keep a single parent.
+5. Garbage is deterministic, derived from the inode number and the file offset, so crash
+   states are reproducible and comparable; it never contains a zero byte, so it can never be
+   mistaken for a zero fill (SQLite's crash VFS also fills with pseudo-random bytes).
+
+Variants are built with ``attrs.evolve``, e.g. ``attrs.evolve(POWER_LOSS,
+reorder_dir_ops=True)`` for file systems that reorder directory operations (ext2, btrfs
+without ``fsync`` of the directory, in ALICE's study), or ``torn_writes=False`` for a device
+with atomic sector writes and a file system that never exposes partial writes.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from typing import Literal
+
+import attrs
+
+__all__ = ["POWER_LOSS", "PROCESS_CRASH", "Fill", "PersistenceModel"]
+
+Fill = Literal["zeros", "garbage"]
+"""How the rest of a torn sector reads after a crash."""
+
+_FILLS: tuple[Fill, ...] = ("zeros", "garbage")
+
+
+def _check_fills(instance: PersistenceModel, attribute: object, value: tuple[Fill, ...]) -> None:
+    if not value or len(set(value)) != len(value) or not set(value) <= set(_FILLS):
+        raise ValueError(f"torn_fill must be distinct values among {_FILLS}, got {value!r}")
+
+
+def _check_positive(instance: PersistenceModel, attribute: object, value: int) -> None:
+    if value <= 0:
+        raise ValueError(f"sector_size must be positive, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class PersistenceModel:
+    """What survives a crash of a ``SimulatedDisk`` (the rules are in the module docstring).
+
+    Attributes:
+        lose_unsynced: whether operations that were not made durable may be lost. ``False``
+            models a process crash (``PROCESS_CRASH``): the visible state survives whole and
+            every other attribute is ignored. ``True`` models a power loss (rules 1 and 4:
+            pending data operations per file and pending entry operations per directory
+            survive as prefixes).
+        sector_size: the unit of torn writes, in bytes (rule 2; SQLite's crash VFS and
+            ALICE both tear at sector or block granularity). 512 by default.
+        torn_writes: whether the last surviving write of a file may be torn (rule 2).
+        torn_fill: what the rest of a torn sector reads as: ``"zeros"``, ``"garbage"`` or
+            both (each is a separate crash state). Both by default.
+        zero_extend: whether a write that extended a file may survive as zeros over the
+            whole extension (rule 3).
+        reorder_dir_ops: whether any subset of a directory's pending entry operations may
+            survive (applied in their original order), instead of only a prefix. ALICE
+            observed such reordering on ext2 and btrfs. ``False`` by default.
+    """
+
+    lose_unsynced: bool = True
+    sector_size: int = attrs.field(default=512, validator=_check_positive)
+    torn_writes: bool = True
+    torn_fill: tuple[Fill, ...] = attrs.field(default=_FILLS, validator=_check_fills)
+    zero_extend: bool = True
+    reorder_dir_ops: bool = False
+
+
+PROCESS_CRASH = PersistenceModel(lose_unsynced=False)
+"""The process was killed (``kill -9``): everything that completed survives."""
+
+POWER_LOSS = PersistenceModel()
+"""The machine lost power: only what was fsynced is certain (rules 1 to 5)."""
+
+
+_NO_ZERO = bytes([0xA5]) + bytes(range(1, 256))
+_POOL = 1 << 16
+
+
+@functools.lru_cache(maxsize=1)
+def _garbage_pool() -> bytes:
+    return random.Random(0x7175657565).randbytes(2 * _POOL).translate(_NO_ZERO)
+
+
+def _garbage(ino: int, offset: int, size: int) -> bytes:
+    """Deterministic, never-zero bytes for file ``ino`` at ``offset`` (rule 5)."""
+    pool = _garbage_pool()
+    parts = []
+    while size > 0:
+        start = (ino * 0x9E3779B1 ^ offset * 0x85EBCA77) % _POOL
+        n = min(size, _POOL)
+        parts.append(pool[start : start + n])
+        offset += n
+        size -= n
+    return b"".join(parts)
+
+
+def _torn_outcomes(
+    model: PersistenceModel, ino: int, base: bytes, offset: int, data: bytes
+) -> list[bytes]:
+    """The contents file ``ino`` may have if writing ``data`` at ``offset`` over ``base`` was
+    cut short by a power loss (rules 2 and 3), in a fixed order, excluding the two untorn
+    outcomes (``base`` itself and the completed write). May contain duplicates.
+    """
+    outcomes: list[bytes] = []
+    size = len(data)
+    end = offset + size
+    old_size = len(base)
+    if model.torn_writes and size > 1:
+        sector = model.sector_size
+        view = memoryview(base)
+        head = view[:offset] if offset <= old_size else base + bytes(offset - old_size)
+        cuts = set(range(sector - offset % sector, size, sector))
+        cuts.add(1)
+        cuts.add(size // 2)
+        for cut in sorted(cuts):
+            at = offset + cut
+            if at % sector == 0:
+                fills: tuple[Fill | None, ...] = (None,)
+                fill_end = at
+            else:
+                fills = model.torn_fill
+                fill_end = min(end, (at // sector + 1) * sector)
+            for fill in fills:
+                if fill is None:
+                    filler = b""
+                elif fill == "zeros":
+                    filler = bytes(fill_end - at)
+                else:
+                    filler = _garbage(ino, at, fill_end - at)
+                outcomes.append(b"".join((head, data[:cut], filler, view[fill_end:])))
+    if model.zero_extend and end > old_size:
+        outcomes.append(base + bytes(end - old_size))
+    return outcomes

@@ -1,0 +1,46 @@
+"""Hypothesis strategies over crash states.
+
+Hypothesis is imported when a strategy is built, not when ``pqueue.crashtest`` is imported,
+so the rest of the harness works without it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pqueue.crashtest.disk import SimulatedDisk, _draw_crash_state
+from pqueue.crashtest.models import PersistenceModel
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
+
+__all__ = ["crash_state"]
+
+
+def crash_state(disk: SimulatedDisk, model: PersistenceModel) -> SearchStrategy[SimulatedDisk]:
+    """A strategy drawing one state ``disk`` could be found in after a crash under ``model``.
+
+    Use it where ``disk.crash_states(model)`` is too large to enumerate (a long unsynced
+    history). Every disk it draws is one ``crash_states`` would yield, as a new disk with
+    everything durable. The disk is snapshotted now; later changes to it are not seen.
+
+    Examples shrink toward losing fewer operations and toward untorn writes: the simplest
+    example is the visible state, where nothing was lost. For each directory it draws how
+    many of its pending entry operations were lost (with ``reorder_dir_ops``, whether each
+    one was); for each file, how many of its pending data operations were lost and then
+    whether, and how, the last surviving write was torn.
+    """
+    from hypothesis import strategies as st  # noqa: PLC0415 (hypothesis is optional)
+
+    snapshot = disk.copy()
+
+    @st.composite
+    def states(draw: st.DrawFn) -> SimulatedDisk:
+        return _draw_crash_state(
+            snapshot,
+            model,
+            lambda lo, hi: draw(st.integers(lo, hi)),
+            lambda: draw(st.booleans()),
+        )
+
+    return states()
