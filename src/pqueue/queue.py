@@ -22,7 +22,6 @@ from pqueue.core import transitions
 from pqueue.core.errors import (
     Empty,
     Full,
-    PQueueError,
     QueueBrokenError,
     QueueLocked,
     ShutDown,
@@ -202,7 +201,7 @@ class Queue(Generic[T]):
             raise PermissionError(
                 errno.EACCES, "cannot create the queue directory (permission denied)", directory
             ) from exc
-        except FileExistsError as exc:
+        except (FileExistsError, NotADirectoryError) as exc:
             raise NotADirectoryError(
                 errno.ENOTDIR, "a parent of the queue path is not a directory", directory
             ) from exc
@@ -400,9 +399,8 @@ class Queue(Generic[T]):
                     break
         except OSError as exc:
             self._fail(exc)
-        except PQueueError:
-            self._phase = transitions.advance(self._phase, Command.FAIL, self.path)
-            raise
+        # A CorruptQueueError leaves the state as it was: the damaged item is not skipped,
+        # every get() names it again, and puts and acknowledgements go on.
         if self._putters:
             self.not_full.notify()
         return seq, payload

@@ -40,7 +40,8 @@ class FileSystem(Protocol):
     def mkdir(self, path: str, mode: int = 0o777) -> None:
         """Create directory ``path`` and any missing parents; no error if it exists.
 
-        Raises ``FileExistsError`` if ``path`` (or a parent) exists and is not a directory.
+        Raises ``FileExistsError`` if ``path`` exists and is not a directory, and
+        ``NotADirectoryError`` if a parent is not one.
         """
         ...
 
@@ -57,7 +58,8 @@ class FileSystem(Protocol):
         ...
 
     def size(self, path: str) -> int:
-        """The current (visible) size in bytes of regular file ``path``."""
+        """The current (visible) size in bytes of regular file ``path`` (a directory's size
+        is not defined: ``IsADirectoryError`` or a file-system dependent number)."""
         ...
 
     def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
@@ -186,6 +188,8 @@ class OsFileSystem:
         return os.stat(path).st_size
 
     def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
+        if offset < 0:
+            raise OSError(errno.EINVAL, "negative offset", path)
         fd = self._fds.get(path)
         if fd is None:
             with open(path, "rb") as f:
@@ -248,11 +252,11 @@ class OsFileSystem:
             os.close(fd)
 
     def replace(self, src: str, dst: str) -> None:
-        self.release(dst)
+        stale = (src, dst)
+        inside = (src + "/", dst + "/")
+        for path in [p for p in self._fds if p in stale or p.startswith(inside)]:
+            self.release(path)  # a cached descriptor must not outlive its path
         os.replace(src, dst)
-        fd = self._fds.pop(src, None)
-        if fd is not None:
-            self._fds[dst] = fd
 
     def unlink(self, path: str) -> None:
         self.release(path)
