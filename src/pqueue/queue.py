@@ -175,9 +175,7 @@ class Queue(Generic[T]):
                 raise QueueLocked(directory) from None
             _owners[self._key] = weakref.ref(self)
         try:
-            self._shell = Shell.open(
-                self._fs, config, background_sync=config.policy.background_sync
-            )
+            self._shell = Shell.open(self._fs, config)
         except BaseException:
             self._release_files(None)
             self._unregister()
@@ -307,7 +305,7 @@ class Queue(Generic[T]):
                         self._wait_for_room(timeout)
             state, effects = transitions.put(shell.state, payload)
             try:
-                apply(self._fs, effects, shell.syncer)
+                apply(self._fs, effects)
             except OSError as exc:
                 self._fail(exc)
             shell.state = state
@@ -472,7 +470,7 @@ class Queue(Generic[T]):
         shell = self._shell
         state, effects = transitions.ack(shell.state, seq)
         try:
-            apply(self._fs, effects, shell.syncer)
+            apply(self._fs, effects)
         except OSError as exc:
             self._fail(exc)
         shell.state = state
@@ -548,10 +546,7 @@ class Queue(Generic[T]):
 
     def _release_files(self, state: QueueState | None) -> None:
         fs = self._fs
-        shell = getattr(self, "_shell", None)
         try:
-            if shell is not None:
-                shell.stop()
             if state is not None:
                 fs.release(state.ledger.head_path)
                 fs.release(state.config.ack_path)

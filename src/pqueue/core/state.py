@@ -36,15 +36,12 @@ class Policy:
     - ``prealloc_bytes``: the first chunk is preallocated with this many zero bytes (``fsync``
       mode; later chunks take the size of the one before), so that a durable put rewrites
       allocated space and ``fdatasync`` need not flush the file size.
-    - ``background_sync``: on the real disk, make each filled chunk durable in a background
-      thread, so that a checkpoint finds it done (``flush`` mode).
     """
 
     checkpoint_every: int
     checkpoint_when_drained: bool
     ack_log_bytes: int
     prealloc_bytes: int
-    background_sync: bool = False
 
 
 FSYNC_POLICY = Policy(
@@ -53,7 +50,7 @@ FSYNC_POLICY = Policy(
 )
 FLUSH_POLICY = Policy(
     checkpoint_every=64, checkpoint_when_drained=False, ack_log_bytes=256 * 1024,
-    prealloc_bytes=0, background_sync=True,
+    prealloc_bytes=0,
 )
 
 

@@ -289,15 +289,17 @@ def ack(state: QueueState, seq: int) -> Step:
     if not tail <= seq < read or (acked and seq in acked):
         raise ValueError(f"item {seq} is not an outstanding delivery")
     old_tail = tail
-    if seq == tail:
+    if seq != tail:
+        acked = acked | {seq}
+    elif acked:
         tail, acked = _advance(tail + 1, acked, read)
     else:
-        acked = acked | {seq}
+        tail += 1
     cs = config.chunksize
-    crossed = tail // cs - old_tail // cs
-    if crossed:
+    if tail // cs != old_tail // cs:
         ledger = Ledger(
-            ledger.checkpoint, ledger.head_path, ledger.alloc, ledger.crossings + crossed
+            ledger.checkpoint, ledger.head_path, ledger.alloc,
+            ledger.crossings + tail // cs - old_tail // cs,
         )
     new = _new(
         QueueState,

@@ -7,9 +7,7 @@ the queue to its broken phase.
 
 from __future__ import annotations
 
-import queue
 import struct
-import threading
 from collections.abc import Iterable
 
 from pqueue.core import transitions
@@ -27,35 +25,31 @@ from pqueue.core.effects import (
 )
 from pqueue.core.errors import CorruptQueueError
 from pqueue.core.state import Config, QueueState, chunk_path
-from pqueue.io.fs import FileSystem, OsFileSystem
+from pqueue.io.fs import FileSystem
 
-__all__ = ["Shell", "Syncer", "apply"]
+__all__ = ["Shell", "apply"]
 
 _LENGTH = struct.Struct("<I")
 
 
-def apply(fs: FileSystem, effects: Iterable[Effect], syncer: Syncer | None = None) -> None:
-    """Apply ``effects`` in order through ``fs`` (an ``Fsync`` that ``syncer`` already did
-    is skipped)."""
+def apply(fs: FileSystem, effects: Iterable[Effect]) -> None:
+    """Apply ``effects`` in order through ``fs``."""
     for effect in effects:
         if type(effect) is Write:
             fs.write(effect.path, effect.data, effect.offset)
-        elif type(effect) is Fsync and syncer is None:
+        elif type(effect) is Fsync:
             fs.fsync(effect.path)
         else:
-            _apply_other(fs, effect, syncer)
+            _apply_other(fs, effect)
 
 
-def _apply_other(fs: FileSystem, effect: Effect, syncer: Syncer | None) -> None:
+def _apply_other(fs: FileSystem, effect: Effect) -> None:
     if isinstance(effect, Write):
         fs.write(effect.path, effect.data, effect.offset)
     elif isinstance(effect, Fsync):
-        if syncer is None or not syncer.synced(effect.path):
-            fs.fsync(effect.path)
+        fs.fsync(effect.path)
     elif isinstance(effect, Release):
         fs.release(effect.path)
-        if syncer is not None:
-            syncer.submit(effect.path)
     elif isinstance(effect, Create):
         fs.create(effect.path)
     elif isinstance(effect, FsyncDir):
@@ -63,96 +57,27 @@ def _apply_other(fs: FileSystem, effect: Effect, syncer: Syncer | None) -> None:
     elif isinstance(effect, Replace):
         fs.replace(effect.src, effect.dst)
     elif isinstance(effect, Unlink):
-        if syncer is None:
-            fs.unlink(effect.path)
-        else:
-            syncer.unlink(effect.path)
+        fs.unlink(effect.path)
     elif isinstance(effect, Truncate):
         fs.truncate(effect.path, effect.size)
     else:  # pragma: no cover - the Effect union is closed
         raise TypeError(f"unknown effect {effect!r}")
 
 
-class Syncer:
-    """Does deferrable disk work in a background thread (``flush`` mode, real disk).
-
-    Two kinds of work may happen later than the core asks, without changing what a crash
-    can leave behind:
-
-    - ``fdatasync`` of a released chunk. In ``flush`` mode a checkpoint must first make the
-      chunks it refers to durable: one fdatasync per chunk. The syncer does each as soon as
-      the chunk fills and is released (it is never written again), so the checkpoint finds
-      it done and skips it. This only moves fsyncs earlier.
-    - unlinking a consumed chunk. The core asks for it only after the checkpoint that stops
-      referring to the chunk is durable, and nothing touches the chunk afterwards; a chunk
-      left behind by a crash is removed on the next open.
-
-    It works through its own ``OsFileSystem``, sharing no descriptor with the writer. An
-    fsync failure is kept and raised by the next ``Fsync`` the shell applies, never retried.
-    """
-
-    def __init__(self) -> None:
-        self._fs = OsFileSystem()
-        self._work: queue.SimpleQueue[tuple[bool, str] | None] = queue.SimpleQueue()
-        self._done: set[str] = set()
-        self.error: OSError | None = None
-        self._thread = threading.Thread(target=self._run, name="pqueue-syncer", daemon=True)
-        self._thread.start()
-
-    def submit(self, path: str) -> None:
-        """Make ``path`` durable soon; it must not be written again."""
-        self._work.put((True, path))
-
-    def unlink(self, path: str) -> None:
-        """Remove ``path`` soon; it must not be used again."""
-        self._work.put((False, path))
-
-    def synced(self, path: str) -> bool:
-        """Whether ``path`` was made durable since it was submitted (raises a failure)."""
-        if self.error is not None:
-            raise self.error
-        return path in self._done
-
-    def _run(self) -> None:
-        fs = self._fs
-        while (work := self._work.get()) is not None:
-            sync, path = work
-            try:
-                if sync:
-                    fs.fsync(path)
-                    self._done.add(path)
-                else:
-                    self._done.discard(path)
-                    fs.unlink(path)
-            except FileNotFoundError:
-                continue  # consumed and deleted meanwhile: nothing left to do
-            except OSError as exc:
-                if sync:
-                    self.error = exc
-
-    def stop(self) -> None:
-        """Finish the pending work and end the thread."""
-        self._work.put(None)
-        self._thread.join()
-
-
 class Shell:
     """Holds the current state and the file system; the Queue calls it under its lock."""
 
-    def __init__(self, fs: FileSystem, state: QueueState, syncer: Syncer | None = None) -> None:
+    def __init__(self, fs: FileSystem, state: QueueState) -> None:
         self.fs = fs
         self.state = state
-        self.syncer = syncer
         # Records read ahead from the read position: (seq, end offset, payload).
         self._records: list[tuple[int, int, bytes]] = []
         self._next = 0
         self._block = 256 * 1024
 
     @classmethod
-    def open(cls, fs: FileSystem, config: Config, *, background_sync: bool = False) -> Shell:
-        """Recover the queue in ``config.directory`` (creating it if new) and repair it.
-
-        ``background_sync`` starts a ``Syncer`` (only for an ``OsFileSystem``)."""
+    def open(cls, fs: FileSystem, config: Config) -> Shell:
+        """Recover the queue in ``config.directory`` (creating it if new) and repair it."""
         directory = config.directory
         names = frozenset(fs.listdir(directory))
         info_name = config.info_path.rsplit("/", 1)[1]
@@ -176,20 +101,13 @@ class Shell:
                 continue
             state, effects = outcome
             apply(fs, effects)
-            syncer = Syncer() if background_sync and isinstance(fs, OsFileSystem) else None
-            return cls(fs, state, syncer)
+            return cls(fs, state)
 
     def run(self, step: transitions.Step) -> None:
         """Apply a step's effects, then make its state current."""
         state, effects = step
-        apply(self.fs, effects, self.syncer)
+        apply(self.fs, effects)
         self.state = state
-
-    def stop(self) -> None:
-        """Stop the background syncer, if any."""
-        syncer, self.syncer = self.syncer, None
-        if syncer is not None:
-            syncer.stop()
 
     def next_record(self) -> tuple[int, int, bytes]:
         """The record at the read position: (seq, end offset, payload).
