@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import pqueue
+from blocking import error_of_blocked_get
 from pqueue import (
     Delivery,
     Queue,
@@ -393,21 +394,7 @@ def test_operations_after_close_raise_a_clear_error(qdir: str) -> None:
 
 def test_close_wakes_blocked_callers(qdir: str) -> None:
     q: Queue[int] = Queue(qdir)
-    errors: list[BaseException] = []
-
-    def getter() -> None:
-        try:
-            q.get(timeout=5)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=getter)
-    thread.start()
-    while not q._getters:
-        threading.Event().wait(0.001)
-    q.close()
-    thread.join()
-    assert len(errors) == 1 and isinstance(errors[0], QueueClosedError)
+    assert isinstance(error_of_blocked_get(q, q.close), QueueClosedError)
 
 
 def test_repr_shows_path_size_and_mode(qdir: str) -> None:
@@ -451,21 +438,8 @@ def test_reopening_in_the_same_process_supersedes_the_earlier_object(qdir: str) 
 
 def test_a_superseded_queue_wakes_its_waiters(qdir: str) -> None:
     old: Queue[int] = Queue(qdir)
-    errors: list[BaseException] = []
-
-    def getter() -> None:
-        try:
-            old.get(timeout=5)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=getter)
-    thread.start()
-    while not old._getters:
-        threading.Event().wait(0.001)
-    Queue(qdir).close()
-    thread.join()
-    assert len(errors) == 1 and isinstance(errors[0], QueueSupersededError)
+    woken = error_of_blocked_get(old, lambda: Queue(qdir).close())
+    assert isinstance(woken, QueueSupersededError)
 
 
 def test_a_failed_open_leaves_the_directory_free(qdir: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import pytest
 
 import pqueue
+from blocking import error_of_blocked_get
 
 
 class AnyQueue(Protocol):
@@ -253,20 +254,7 @@ def test_shutdown_wakes_blocked_getters(make: Factory) -> None:
     q: Any = make()
     if not hasattr(q, "shutdown"):
         pytest.skip("queue.Queue.shutdown is 3.13+")
-    errors: list[BaseException] = []
-
-    def getter() -> None:
-        try:
-            q.get(timeout=5)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=getter)
-    thread.start()
-    time.sleep(0.05)
-    q.shutdown()
-    thread.join()
-    assert len(errors) == 1 and isinstance(errors[0], pqueue.ShutDown)
+    assert isinstance(error_of_blocked_get(q, q.shutdown), pqueue.ShutDown)
 
 
 def test_immediate_shutdown_drains_and_releases_join(make: Factory) -> None:

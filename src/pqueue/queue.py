@@ -110,6 +110,9 @@ class Queue(Generic[T]):
     with ``dumps``/``loads``; recorded in the queue, which refuses another one later.
     ``fs``: the ``FileSystem`` to use (default: the real one); the crash harness passes a
     simulated disk.
+    ``policy``: when to checkpoint and how to lay out files (``pqueue.core.state.Policy``);
+    the default suits the durability mode, and tests pass small values to exercise
+    checkpoints and chunk roll-over often.
     """
 
     def __init__(
