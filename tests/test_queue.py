@@ -447,3 +447,16 @@ def test_a_failed_open_leaves_the_directory_free(qdir: str) -> None:
     with pytest.raises(SerializerMismatchError):
         Queue(qdir)
     Queue(qdir, serializer=JSON).close()  # not locked by the failed attempt
+
+
+@pytest.mark.parametrize("durability", ["fsync", "flush"])
+def test_items_larger_than_a_read_block(qdir: str, durability: Any) -> None:
+    big = [bytes([i]) * (300_000 + i) for i in range(3)]
+    items = [b"small", big[0], b"x", big[1], big[2], b"tail"]
+    with Queue[bytes](qdir, chunksize=4, durability=durability, serializer=BYTES) as q:
+        for item in items:
+            q.put(item)
+        assert q.get() == b"small"
+        q.task_done()
+    with Queue[bytes](qdir, serializer=BYTES) as q:
+        assert [q.get() for _ in range(5)] == items[1:]
