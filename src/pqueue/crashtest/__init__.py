@@ -41,6 +41,8 @@ Drop the ``fsync`` of the temporary file and the check fails: the rename can rea
 before the data does, leaving an empty or torn ``/app/config``.
 """
 
+from typing import TYPE_CHECKING
+
 from pqueue.crashtest.disk import SimulatedCrash as SimulatedCrash
 from pqueue.crashtest.disk import SimulatedDisk as SimulatedDisk
 from pqueue.crashtest.models import POWER_LOSS as POWER_LOSS
@@ -48,9 +50,23 @@ from pqueue.crashtest.models import PROCESS_CRASH as PROCESS_CRASH
 from pqueue.crashtest.models import PersistenceModel as PersistenceModel
 from pqueue.crashtest.strategies import crash_state as crash_state
 
+if TYPE_CHECKING:
+    from pqueue.crashtest.machine import CrashMachine as CrashMachine
+
+
+def __getattr__(name: str) -> object:
+    # CrashMachine needs Hypothesis (the crashtest extra); import it only when asked for.
+    if name == "CrashMachine":
+        from pqueue.crashtest.machine import CrashMachine  # noqa: PLC0415
+
+        return CrashMachine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "POWER_LOSS",
     "PROCESS_CRASH",
+    "CrashMachine",
     "PersistenceModel",
     "SimulatedCrash",
     "SimulatedDisk",

@@ -1,0 +1,154 @@
+"""``CrashMachine``: a Hypothesis state machine that crashes the system under test anywhere.
+
+Subclass it, open your system on ``self.disk`` in an ``@initialize`` rule (through
+``self.open``), and run every operation of your rules through ``self.attempt(operation,
+data)``. Hypothesis then decides, for each operation, whether the disk crashes inside it
+(after how many of its state-changing file operations) and, if it does, which of the states
+that crash could leave the disk in (under ``self.model``) the system reopens on. After every
+crash the machine calls ``open`` on the crashed disk and then your ``recovered()``, which
+checks the reopened system against your model. A ``crash`` rule also crashes between
+operations. Failures shrink to the fewest operations, crash points and lost writes::
+
+    from hypothesis import strategies as st
+    from hypothesis.stateful import initialize, rule
+
+    from pqueue.crashtest import POWER_LOSS, CrashMachine, SimulatedDisk
+
+
+    def atomic_save(fs, path: str, value: bytes) -> None:
+        fs.create(path + ".tmp")
+        fs.write(path + ".tmp", value)
+        fs.fsync(path + ".tmp")
+        fs.replace(path + ".tmp", path)
+        fs.fsync_dir(path.rsplit("/", 1)[0])
+
+
+    class SavedFile(CrashMachine):
+        model = POWER_LOSS
+
+        @initialize()
+        def start(self) -> None:
+            self.saved = [b""]  # every value save() returned for; the last is current
+            self.pending = None  # a save in flight at a crash
+            self.open(self.disk)
+
+        def open(self, disk: SimulatedDisk) -> None:
+            self.disk = disk
+            disk.mkdir("/app")
+            disk.fsync_dir("/")
+
+        @rule(value=st.binary(max_size=8), data=st.data())
+        def save(self, value: bytes, data: st.DataObject) -> None:
+            self.pending = value
+            if self.attempt(lambda: atomic_save(self.disk, "/app/f", value), data):
+                self.saved.append(value)
+            self.pending = None
+
+        def recovered(self) -> None:
+            found = self.disk.read("/app/f") if self.disk.exists("/app/f") else b""
+            assert found in (self.saved[-1], self.pending)
+            self.saved.append(found)
+
+
+    TestSavedFile = SavedFile.TestCase
+
+``crash_state`` draws the state, so Hypothesis explores and shrinks crash states along with
+the operations; for exhaustive checks of short workloads iterate ``disk.crash_states``
+instead (see docs/crashtest.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule
+
+from pqueue.crashtest.disk import SimulatedCrash, SimulatedDisk
+from pqueue.crashtest.models import POWER_LOSS, PersistenceModel
+from pqueue.crashtest.strategies import crash_state
+
+__all__ = ["CrashMachine"]
+
+
+class CrashMachine(RuleBasedStateMachine):
+    """Runs a system on a ``SimulatedDisk`` and crashes it inside and between operations.
+
+    Class attributes a subclass may set:
+
+    - ``model``: the ``PersistenceModel`` crashes follow (default ``POWER_LOSS``; an
+      ``@initialize`` rule may also set ``self.model`` per run).
+    - ``max_crash_ops``: crash points drawn inside an operation go up to this many of its
+      state-changing file operations (a larger number means the operation completes).
+    - ``max_nested_crashes``: how many times reopening after a crash may itself crash.
+
+    Subclasses implement ``open(disk)`` and ``recovered()``.
+    """
+
+    model: PersistenceModel = POWER_LOSS
+    max_crash_ops: int = 40
+    max_nested_crashes: int = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.disk = SimulatedDisk()
+        self.crashes = 0
+
+    def open(self, disk: SimulatedDisk) -> None:
+        """Open the system under test on ``disk`` (the first time, and after each crash)."""
+        raise NotImplementedError
+
+    def recovered(self) -> None:
+        """Check the system, just reopened after a crash, against the model (and bring the
+        model up to date with what survived)."""
+        raise NotImplementedError
+
+    def attempt(self, operation: Callable[[], object], data: st.DataObject) -> bool:
+        """Run ``operation``, perhaps crashing the disk inside it.
+
+        Returns True if it completed. If the disk crashed, the system was reopened on a drawn
+        crash state and ``recovered()`` was called; returns False. An operation that did not
+        complete may or may not have taken effect: the model must allow both.
+        """
+        crash_at = data.draw(
+            st.none() | st.integers(min_value=0, max_value=self.max_crash_ops),
+            label="crash after operations",
+        )
+        if crash_at is None:
+            operation()
+            return True
+        self.disk.crash_after(crash_at)
+        try:
+            operation()
+        except SimulatedCrash:
+            self._restart(data, self.max_nested_crashes)
+            return False
+        self.disk.crash_after(None)
+        return True
+
+    @rule(data=st.data())
+    def crash(self, data: st.DataObject) -> None:
+        """Crash between operations: the disk loses what the model allows, the system
+        reopens."""
+        self._restart(data, self.max_nested_crashes)
+
+    def _restart(self, data: st.DataObject, nesting: int) -> None:
+        self.crashes += 1
+        self.disk = data.draw(crash_state(self.disk, self.model), label="crash state")
+        crash_at = None
+        if nesting > 0:
+            crash_at = data.draw(
+                st.none() | st.integers(min_value=0, max_value=self.max_crash_ops),
+                label="crash while reopening after operations",
+            )
+        if crash_at is not None:
+            self.disk.crash_after(crash_at)
+            try:
+                self.open(self.disk)
+            except SimulatedCrash:
+                self._restart(data, nesting - 1)
+                return
+            self.disk.crash_after(None)
+        else:
+            self.open(self.disk)
+        self.recovered()
