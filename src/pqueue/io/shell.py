@@ -149,8 +149,3 @@ class Shell:
         self._records = records
         self._next = 1
         return records[0]
-
-    def forget_reads(self) -> None:
-        """Drop the records read ahead."""
-        self._records = []
-        self._next = 0
