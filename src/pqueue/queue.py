@@ -235,9 +235,7 @@ class Queue(Generic[T]):
     def _fail(self, exc: OSError) -> NoReturn:
         self._phase = transitions.advance(self._phase, Command.FAIL, self.path)
         self._broken_by = exc
-        self.not_empty.notify_all()
-        self.not_full.notify_all()
-        self.all_tasks_done.notify_all()
+        self._wake_all()
         raise QueueBrokenError(
             f"IO error on the queue at {self.path!r}: {exc}; the queue is broken until it is "
             "opened again (reopening recovers from what is on disk)"
@@ -504,10 +502,7 @@ class Queue(Generic[T]):
         with self.mutex:
             self._enter(Command.SHUTDOWN)
             self._shell.state = transitions.shutdown(self._shell.state, immediate)
-            if immediate:
-                self.all_tasks_done.notify_all()
-            self.not_empty.notify_all()
-            self.not_full.notify_all()
+            self._wake_all()  # each waiter re-checks: getters of an empty queue raise ShutDown
 
     # --- life ---------------------------------------------------------------------------------
 
@@ -531,9 +526,7 @@ class Queue(Generic[T]):
                         ) from exc
             finally:
                 self._release_files(self._shell.state)
-                self.not_empty.notify_all()
-                self.not_full.notify_all()
-                self.all_tasks_done.notify_all()
+                self._wake_all()
         self._unregister()
 
     def _supersede(self) -> None:
@@ -543,9 +536,13 @@ class Queue(Generic[T]):
                 return
             self._phase = transitions.advance(self._phase, Command.SUPERSEDE, self.path)
             self._release_files(self._shell.state)
-            self.not_empty.notify_all()
-            self.not_full.notify_all()
-            self.all_tasks_done.notify_all()
+            self._wake_all()
+
+    def _wake_all(self) -> None:
+        """Wake every waiting thread to re-check the phase (under the mutex)."""
+        self.not_empty.notify_all()
+        self.not_full.notify_all()
+        self.all_tasks_done.notify_all()
 
     def _release_files(self, state: QueueState | None) -> None:
         fs = self._fs
