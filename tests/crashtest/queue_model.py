@@ -40,6 +40,12 @@ class Expected:
     maybe_put: set[int] = attrs.Factory(set)
     maybe_acked: set[int] = attrs.Factory(set)
 
+    def snapshot(self) -> Expected:
+        """An independent copy of the history as it is now."""
+        return Expected(
+            list(self.put), set(self.acked), set(self.maybe_put), set(self.maybe_acked)
+        )
+
     def unacked(self) -> list[int]:
         return [x for x in self.put if x not in self.acked]
 

@@ -1,26 +1,55 @@
 """ENOSPC, EIO and a failed fsync at any operation: a clear error, the queue refuses every
 call until reopened, and after reopening (on the disk as it is, and on every state a power
-loss could leave) nothing acknowledged is lost and nothing acknowledged comes back."""
+loss could leave) nothing acknowledged is lost and nothing acknowledged comes back.
+
+The sweep makes the first, second, ... matching file-system call of a workload fail, until
+the workload runs through without meeting the fault: so every call was hit once.
+"""
 
 from __future__ import annotations
 
 import errno
+import itertools
+from collections.abc import Callable
 
 import pytest
 
-from crashtest.queue_model import PATH, Expected, check_recovered, small_policy
+from crashtest.exhaustive import check_state
+from crashtest.queue_model import PATH, Expected, small_policy
 from pqueue import PQueueError, Queue, QueueBrokenError, QueueClosedError
+from pqueue.core.state import Durability
 from pqueue.crashtest import POWER_LOSS, SimulatedDisk
 
 WORKLOAD = ("put", "put", "put", "get", "get", "ack", "put", "reopen", "get", "get", "ack", "ack")
 
+ENOSPC = OSError(errno.ENOSPC, "No space left on device")
+EIO = OSError(errno.EIO, "Input/output error")
 
-def open_queue(disk: SimulatedDisk) -> Queue[int]:
-    return Queue(PATH, chunksize=2, fs=disk, policy=small_policy("fsync"))
+
+def opener(durability: Durability) -> Callable[[SimulatedDisk], Queue[int]]:
+    def open_queue(disk: SimulatedDisk) -> Queue[int]:
+        return Queue(
+            PATH, chunksize=2, durability=durability, fs=disk, policy=small_policy(durability)
+        )
+
+    return open_queue
 
 
-def run_until_failure(disk: SimulatedDisk, expected: Expected) -> BaseException | None:
-    """Run the workload; return the first error (recording what returned), or None."""
+def refuses_everything(q: Queue[int], refusal: type[PQueueError]) -> None:
+    calls: list[Callable[[], object]] = [
+        lambda: q.put(99), q.get_nowait, lambda: q.get_delivery(block=False), q.task_done,
+        q.qsize, lambda: q.unfinished_tasks, q.join, q.shutdown,
+    ]
+    for call in calls:
+        with pytest.raises(refusal):
+            call()
+
+
+def run_until_failure(
+    disk: SimulatedDisk, open_queue: Callable[[SimulatedDisk], Queue[int]], expected: Expected
+) -> BaseException | None:
+    """Run the workload; return the first error (recording what returned), or None. After
+    an error, check the queue refuses every call."""
     item = 0
     got: list[int] = []
     refusal: type[PQueueError] = QueueBrokenError  # what a queue refuses calls with after it
@@ -52,42 +81,45 @@ def run_until_failure(disk: SimulatedDisk, expected: Expected) -> BaseException 
         refusal = QueueClosedError
         q.close()
     except (PQueueError, OSError) as exc:
-        for call in (lambda: q.put(99), q.get_nowait, q.task_done, q.qsize):
-            with pytest.raises(refusal):
-                call()
-        q.close()
+        refuses_everything(q, refusal)
         return exc
     return None
 
 
 @pytest.mark.parametrize(
-    ("error", "ops"),
+    ("durability", "error", "ops"),
     [
-        (OSError(errno.ENOSPC, "No space left on device"), None),
-        (OSError(errno.EIO, "Input/output error"), None),
-        (OSError(errno.EIO, "Input/output error"), frozenset({"fsync", "fsync_dir"})),
+        ("fsync", ENOSPC, None),
+        ("fsync", EIO, None),
+        ("fsync", EIO, frozenset({"fsync", "fsync_dir"})),
+        ("fsync", EIO, frozenset({"read", "listdir", "exists", "is_dir", "size"})),
+        ("flush", ENOSPC, None),
+        ("flush", EIO, frozenset({"fsync", "fsync_dir"})),
     ],
-    ids=["ENOSPC", "EIO", "failed-fsync"],
+    ids=["fsync-ENOSPC", "fsync-EIO", "fsync-failed-fsync", "fsync-EIO-on-read",
+         "flush-ENOSPC", "flush-failed-fsync"],
 )
 def test_a_failure_at_any_operation_loses_nothing_acknowledged(
-    error: OSError, ops: frozenset[str] | None
+    durability: Durability, error: OSError, ops: frozenset[str] | None
 ) -> None:
-    probe = SimulatedDisk()
-    assert run_until_failure(probe, Expected()) is None
-    failures = 0
-    for after in range(probe.operations + 40):
+    open_queue = opener(durability)
+    states = 0
+    for after in itertools.count():
         disk = SimulatedDisk()
         disk.fail(after=after, error=error, ops=ops)
         expected = Expected()
-        raised = run_until_failure(disk, expected)
+        raised = run_until_failure(disk, open_queue, expected)
         if raised is None:
-            continue
-        failures += 1
+            break  # the workload made fewer matching calls: every one of them failed once
         cause = raised.__cause__ if isinstance(raised, QueueBrokenError) else raised
         assert isinstance(cause, OSError) and cause.errno == error.errno, (after, raised)
         assert str(error.strerror) in str(raised)
-        for state in [disk.copy(), *disk.crash_states(POWER_LOSS)]:
-            q = open_queue(state)
-            items = [q.get() for _ in range(q.qsize())]
-            check_recovered(items, expected, strong=True)
-    assert failures > 10  # the failure hit many different operations
+        # Reopened on the disk as it is (the broken queue superseded, never closed), and on
+        # every state a power loss now could leave.
+        failed = disk.copy()
+        check_state(disk, open_queue, expected, strong=True, then=True)
+        for state in failed.crash_states(POWER_LOSS):
+            check_state(state, open_queue, expected, strong=durability == "fsync", then=True)
+            states += 1
+    assert after > 10  # the workload made many matching calls, each failed in turn
+    assert states > after

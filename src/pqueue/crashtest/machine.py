@@ -61,6 +61,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
 
@@ -82,7 +83,10 @@ class CrashMachine(RuleBasedStateMachine):
       state-changing file operations (a larger number means the operation completes).
     - ``max_nested_crashes``: how many times reopening after a crash may itself crash.
 
-    Subclasses implement ``open(disk)`` and ``recovered()``.
+    Subclasses implement ``open(disk)`` and ``recovered()``. ``self.disk`` is the disk the
+    system runs on (a new one after each crash), ``self.crashes`` counts the crashes so far.
+    Each crash is also reported as a Hypothesis ``event`` (``pytest
+    --hypothesis-show-statistics`` shows how often each kind happened).
     """
 
     model: PersistenceModel = POWER_LOSS
@@ -121,6 +125,7 @@ class CrashMachine(RuleBasedStateMachine):
         try:
             operation()
         except SimulatedCrash:
+            event("crash: inside an operation")
             self._restart(data, self.max_nested_crashes)
             return False
         self.disk.crash_after(None)
@@ -130,6 +135,7 @@ class CrashMachine(RuleBasedStateMachine):
     def crash(self, data: st.DataObject) -> None:
         """Crash between operations: the disk loses what the model allows, the system
         reopens."""
+        event("crash: between operations")
         self._restart(data, self.max_nested_crashes)
 
     def _restart(self, data: st.DataObject, nesting: int) -> None:
@@ -146,6 +152,7 @@ class CrashMachine(RuleBasedStateMachine):
             try:
                 self.open(self.disk)
             except SimulatedCrash:
+                event("crash: while reopening after a crash")
                 self._restart(data, nesting - 1)
                 return
             self.disk.crash_after(None)
