@@ -64,9 +64,9 @@ _ACK_PAYLOAD = struct.Struct("<Q")
 ACK_RECORD_SIZE = HEADER_SIZE + _ACK_PAYLOAD.size
 
 _crc32 = zlib.crc32
-_pack_header = _HEADER.pack
 _pack_body = _BODY.pack
 _unpack_header = _HEADER.unpack_from
+_pack_mark = struct.Struct("<BI").pack  # magic, crc: the header before what the CRC covers
 
 
 class Record(NamedTuple):
@@ -98,8 +98,9 @@ def encode(magic: int, seq: int, payload: bytes) -> bytes:
     n = len(payload)
     if n > MAX_PAYLOAD:
         raise ValueError(f"a record holds at most {MAX_PAYLOAD} bytes, got {n}")
-    crc = _crc32(payload, _crc32(_pack_body(n, seq)))
-    return _pack_header(magic, crc, n, seq) + payload
+    # The CRC covers the header from byte 5 on and the payload: bytes that lie together.
+    body = _pack_body(n, seq) + payload
+    return _pack_mark(magic, _crc32(body)) + body
 
 
 def decode(buf: bytes, pos: int, magic: int) -> Decoded:
@@ -120,7 +121,7 @@ def decode(buf: bytes, pos: int, magic: int) -> Decoded:
     end = start + n
     if end > len(buf):
         return Incomplete(pos)
-    if _crc32(buf[start:end], _crc32(buf[pos + 5 : start])) != crc:
+    if _crc32(buf[pos + 5 : end]) != crc:
         return Corrupt(pos, "checksum mismatch")
     return Record(seq, start, end)
 
@@ -132,18 +133,18 @@ def decode_block(
     ``(seq, end, payload)`` with ``end`` offset by ``base``. Stops at the first frame that
     is not whole and valid; ``decode`` says why."""
     out: list[tuple[int, int, bytes]] = []
+    append = out.append
+    unpack = _unpack_header
+    crc32 = _crc32
     pos = 0
     size = len(buf)
-    while len(out) < limit and pos + HEADER_SIZE <= size:
-        m, crc, n, seq = _unpack_header(buf, pos)
-        start = pos + HEADER_SIZE
-        end = start + n
-        if m != magic or end > size:
+    last = size - HEADER_SIZE  # the last position where a header fits
+    while pos <= last and len(out) < limit:
+        m, crc, n, seq = unpack(buf, pos)
+        end = pos + HEADER_SIZE + n
+        if m != magic or end > size or crc32(buf[pos + 5 : end]) != crc:
             break
-        payload = buf[start:end]
-        if _crc32(payload, _crc32(buf[pos + 5 : start])) != crc:
-            break
-        out.append((seq, base + end, payload))
+        append((seq, base + end, buf[pos + HEADER_SIZE : end]))
         pos = end
     return out
 
@@ -162,9 +163,7 @@ def find_record(buf: bytes, pos: int, magic: int) -> Record | None:
 
 
 _ACK_BODY = struct.Struct("<IQQ")  # length (8), generation, acknowledged seq
-_MARK = struct.Struct("<BI")  # magic, crc
 _pack_ack_body = _ACK_BODY.pack
-_pack_mark = _MARK.pack
 
 
 def encode_ack(generation: int, seq: int) -> bytes:

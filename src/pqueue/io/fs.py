@@ -191,21 +191,13 @@ class OsFileSystem:
         if offset < 0:
             raise OSError(errno.EINVAL, "negative offset", path)
         fd = self._fds.get(path)
-        if fd is None:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                return f.read(size)
-        if size < 0:
-            size = max(0, os.fstat(fd).st_size - offset)
-        chunks = []
-        while size > 0:
-            data = os.pread(fd, size, offset)
-            if not data:
-                break
-            chunks.append(data)
-            offset += len(data)
-            size -= len(data)
-        return b"".join(chunks)
+        if fd is not None:
+            return _pread(fd, offset, size)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return _pread(fd, offset, size)
+        finally:
+            os.close(fd)
 
     def write(self, path: str, data: bytes, offset: int | None = None) -> None:
         fd = self._fds.get(path)
@@ -293,3 +285,21 @@ class OsFileSystem:
 
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
+
+
+def _pread(fd: int, offset: int, size: int) -> bytes:
+    """Up to ``size`` bytes (all when < 0) of ``fd`` from ``offset``. Never asks for more
+    than the file holds, so a generous ``size`` costs no large buffer."""
+    available = os.fstat(fd).st_size - offset
+    size = available if size < 0 else min(size, available)
+    if size <= 0:
+        return b""
+    chunks = []
+    while size > 0:
+        data = os.pread(fd, size, offset)
+        if not data:
+            break
+        chunks.append(data)
+        offset += len(data)
+        size -= len(data)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
