@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 from collections.abc import Hashable
 from typing import Protocol, runtime_checkable
 
@@ -192,10 +193,10 @@ class OsFileSystem:
             raise OSError(errno.EINVAL, "negative offset", path)
         fd = self._fds.get(path)
         if fd is not None:
-            return _pread(fd, offset, size)
+            return _pread(fd, path, offset, size)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            return _pread(fd, offset, size)
+            return _pread(fd, path, offset, size)
         finally:
             os.close(fd)
 
@@ -287,10 +288,13 @@ class OsFileSystem:
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 
 
-def _pread(fd: int, offset: int, size: int) -> bytes:
+def _pread(fd: int, path: str, offset: int, size: int) -> bytes:
     """Up to ``size`` bytes (all when < 0) of ``fd`` from ``offset``. Never asks for more
     than the file holds, so a generous ``size`` costs no large buffer."""
-    available = os.fstat(fd).st_size - offset
+    st = os.fstat(fd)
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    available = st.st_size - offset
     size = available if size < 0 else min(size, available)
     if size <= 0:
         return b""
