@@ -29,7 +29,7 @@ from pqueue.core.errors import (
 from pqueue.core.state import Config, Durability, Policy, QueueState, default_policy
 from pqueue.core.transitions import Command, Phase
 from pqueue.io.fs import FileSystem, Lock, OsFileSystem
-from pqueue.io.shell import Shell, apply
+from pqueue.io.shell import Shell
 from pqueue.serializers import resolve
 
 __all__ = ["Delivery", "Queue"]
@@ -304,12 +304,10 @@ class Queue(Generic[T]):
                         raise ValueError("'timeout' must be a non-negative number")
                     if shell.state.size >= self._maxsize:
                         self._wait_for_room(timeout)
-            state, effects = transitions.put(shell.state, payload)
             try:
-                apply(self._fs, effects)
+                shell.put(payload)
             except OSError as exc:
                 self._fail(exc)
-            shell.state = state
             if self._getters:
                 self.not_empty.notify()
         finally:
@@ -343,11 +341,20 @@ class Queue(Generic[T]):
         """
         self.mutex.acquire()
         try:
-            seq, payload = self._take(block, timeout)
-            ident = _get_ident()
-            dq = self._deliveries.get(ident)
+            shell = self._shell
+            if timeout is None and self._phase is _OPEN and shell.state.size:
+                # An item waits: deliver it without the checks and waits of _take.
+                try:
+                    seq, payload = shell.take()
+                except OSError as exc:
+                    self._fail(exc)
+                if self._putters:
+                    self.not_full.notify()
+            else:
+                seq, payload = self._take(block, timeout)
+            dq = self._deliveries.get(_get_ident())
             if dq is None:
-                self._deliveries[ident] = deque((seq,))
+                self._deliveries[_get_ident()] = deque((seq,))
             else:
                 dq.append(seq)
         finally:
@@ -390,12 +397,7 @@ class Queue(Generic[T]):
                 raise Empty
             self._wait_for_item(timeout)
         try:
-            while True:
-                seq, end, payload = shell.next_record()
-                state, delivered = transitions.deliver(shell.state, seq, end)
-                shell.state = state
-                if delivered:
-                    break
+            seq, payload = shell.take()
         except OSError as exc:
             self._fail(exc)
         # A CorruptQueueError leaves the state as it was: the damaged item is not skipped,
@@ -440,8 +442,13 @@ class Queue(Generic[T]):
             dq = self._deliveries.get(_get_ident())
             if not dq:
                 dq = self._oldest_deliveries()
-            self._acknowledge(dq[0])
+            try:
+                state = self._shell.ack(dq[0])
+            except OSError as exc:
+                self._fail(exc)
             dq.popleft()
+            if self._joiners and not state.unfinished:
+                self.all_tasks_done.notify_all()
         finally:
             self.mutex.release()
 
@@ -468,13 +475,10 @@ class Queue(Generic[T]):
             delivery._acked = True
 
     def _acknowledge(self, seq: int) -> None:
-        shell = self._shell
-        state, effects = transitions.ack(shell.state, seq)
         try:
-            apply(self._fs, effects)
+            state = self._shell.ack(seq)
         except OSError as exc:
             self._fail(exc)
-        shell.state = state
         if self._joiners and not state.unfinished:
             self.all_tasks_done.notify_all()
 

@@ -29,6 +29,10 @@ from pqueue.io.fs import FileSystem
 
 __all__ = ["Shell", "apply"]
 
+_put = transitions.put
+_ack = transitions.ack
+_deliver = transitions.deliver
+
 _LENGTH = struct.Struct("<I")
 
 
@@ -109,18 +113,47 @@ class Shell:
         apply(self.fs, effects)
         self.state = state
 
-    def next_record(self) -> tuple[int, int, bytes]:
-        """The record at the read position: (seq, end offset, payload).
+    def put(self, payload: bytes) -> QueueState:
+        """Append one serialised item: run the ``put`` transition and apply its effects."""
+        state, effects = _put(self.state, payload)
+        if len(effects) == 1 and type(effects[0]) is Write:  # the common case, made short
+            path, offset, data = effects[0]
+            self.fs.write(path, data, offset)
+        else:
+            apply(self.fs, effects)
+        self.state = state
+        return state
 
-        Records are read a block at a time and decoded together; each call hands out the
-        next one. Every call must be followed by ``transitions.deliver`` of that record.
+    def ack(self, seq: int) -> QueueState:
+        """Acknowledge delivered item ``seq``: run the ``ack`` transition, apply its effects."""
+        state, effects = _ack(self.state, seq)
+        if len(effects) == 1 and type(effects[0]) is Write:
+            path, offset, data = effects[0]
+            self.fs.write(path, data, offset)
+        else:
+            apply(self.fs, effects)
+        self.state = state
+        return state
+
+    def take(self) -> tuple[int, bytes]:
+        """Deliver the item at the read position: ``(seq, payload)``.
+
+        Records are read a block at a time and decoded together; items acknowledged
+        before a reopen are skipped here, as ``transitions.deliver`` says. The state must
+        have an item waiting (``state.size > 0``).
         """
-        i = self._next
-        records = self._records
-        if i < len(records):
-            self._next = i + 1
-            return records[i]
-        return self._load()
+        while True:
+            i = self._next
+            records = self._records
+            if i < len(records):
+                self._next = i + 1
+                seq, end, payload = records[i]
+            else:
+                seq, end, payload = self._load()
+            state, delivered = _deliver(self.state, seq, end)
+            self.state = state
+            if delivered:
+                return seq, payload
 
     def _load(self) -> tuple[int, int, bytes]:
         state = self.state
