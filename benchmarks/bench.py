@@ -12,12 +12,15 @@ import importlib
 import importlib.util
 import json
 import os
+import pickle
 import platform
 import queue
 import shutil
 import statistics
+import struct
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -190,6 +193,106 @@ def _preallocated_loop(directory: Path, n: int) -> Phases:
     return Phases(seconds, None, "")
 
 
+# pqueue's defaults that the bare loop of flush mode's work follows.
+CHUNKSIZE = 100  # Queue(chunksize=100)
+FLUSH_CHECKPOINT_EVERY = 64  # chunk boundaries crossed between flush-mode checkpoints
+FLUSH_ACK_LOG_BYTES = 256 * 1024
+_pack_body = struct.Struct("<IQ").pack  # a frame: magic, crc32 | length, seq | payload
+_pack_mark = struct.Struct("<BI").pack
+_unpack_header = struct.Struct("<BIIQ").unpack_from
+
+
+def _frame(magic: int, seq: int, payload: bytes) -> bytes:
+    body = _pack_body(len(payload), seq) + payload
+    return _pack_mark(magic, zlib.crc32(body)) + body
+
+
+def _replace_info(directory: Path, dir_fd: int) -> None:
+    temp = os.open(directory / "info.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(temp, b'{"checkpoint": "of about this size, in JSON"}')
+        _fdatasync(temp)
+    finally:
+        os.close(temp)
+    os.replace(directory / "info.tmp", directory / "info")
+    os.fsync(dir_fd)
+
+
+def _flush_work_loop(directory: Path, n: int) -> Phases:
+    """The disk work of ``Queue(path, durability="flush")`` with as little Python around it
+    as a loop can have: what any Python queue keeping pqueue's files and flush-mode
+    guarantees could reach at best on this machine.
+
+    Put: pickle and frame each item (CRC32) and pwrite it; a new chunk file every 100
+    items; every 64 chunks a checkpoint: fdatasync those chunks, then replace ``info``
+    (temp file, fdatasync, rename, directory fsync). Get: read each chunk whole, check each
+    frame's CRC, unpickle the item, pwrite a framed acknowledgement into the ack log; every
+    64 chunks (or a full ack log) a checkpoint, then unlink the chunks consumed.
+    """
+    item = os.urandom(ITEM_SIZE)
+    dumps, loads, pwrite = pickle.dumps, pickle.loads, os.pwrite
+    protocol = pickle.HIGHEST_PROTOCOL
+    dir_fd = os.open(directory, os.O_RDONLY)
+    ack_fd = os.open(directory / "acks", os.O_RDWR | os.O_CREAT, 0o600)
+    pending: list[int] = []  # descriptors of the chunks written since the last checkpoint
+    got = None
+    try:
+        start = perf_counter()
+        fd, offset = -1, 0
+        for seq in range(n):
+            if not seq % CHUNKSIZE:
+                if len(pending) == FLUSH_CHECKPOINT_EVERY:
+                    for old in pending:
+                        _fdatasync(old)
+                        os.close(old)
+                    pending.clear()
+                    _replace_info(directory, dir_fd)
+                name = directory / f"q{seq // CHUNKSIZE:05d}"
+                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+                pending.append(fd)
+                offset = 0
+            frame = _frame(0xD1, seq, dumps(item, protocol))
+            pwrite(fd, frame, offset)
+            offset += len(frame)
+        put_seconds = perf_counter() - start
+
+        start = perf_counter()
+        ack_offset = 0
+        consumed: list[int] = []
+        for number in range(-(-n // CHUNKSIZE)):
+            with open(directory / f"q{number:05d}", "rb") as f:
+                buf = f.read()
+            pos = 0
+            while pos < len(buf):
+                magic, crc, length, seq = _unpack_header(buf, pos)
+                end = pos + 17 + length
+                if magic != 0xD1 or zlib.crc32(buf[pos + 5 : end]) != crc:
+                    raise RuntimeError(f"bad frame at {pos} of chunk {number}")
+                got = loads(buf[pos + 17 : end])
+                pos = end
+                ack = _frame(0xA5, 1, seq.to_bytes(8, "little"))
+                if ack_offset + len(ack) > FLUSH_ACK_LOG_BYTES:
+                    _replace_info(directory, dir_fd)
+                    ack_offset = 0
+                pwrite(ack_fd, ack, ack_offset)
+                ack_offset += len(ack)
+            consumed.append(number)
+            if len(consumed) == FLUSH_CHECKPOINT_EVERY:
+                _replace_info(directory, dir_fd)
+                for old_number in consumed:
+                    os.unlink(directory / f"q{old_number:05d}")
+                consumed.clear()
+        get_seconds = perf_counter() - start
+    finally:
+        for old in pending:
+            os.close(old)
+        os.close(ack_fd)
+        os.close(dir_fd)
+    if got != item:
+        raise RuntimeError(f"the last item got is {got!r}, not the item put")
+    return Phases(put_seconds, get_seconds, "get + acknowledge")
+
+
 @dataclass(frozen=True)
 class Target:
     key: str
@@ -270,6 +373,12 @@ def targets(n_slow: int, n_fast: int) -> list[Target]:
             _peer(diskcache, _open_deque),
             INSTALL_PEERS,
         ),
+        Target(
+            "flushwork",
+            "pqueue flush's disk work, bare loop",
+            n_fast,
+            _flush_work_loop,
+        ),
         Target("memory", "queue.Queue, in memory", n_fast, partial(_run_queue, _open_memory)),
         Target("write", f"os.write loop, {RECORD_SIZE} B", n_fast, partial(_append_loop, False)),
         Target(
@@ -287,21 +396,37 @@ def targets(n_slow: int, n_fast: int) -> list[Target]:
     ]
 
 
-def measure(target: Target, base: Path, repeat: int) -> Result:
-    if target.run is None:
-        return Result(target, {}, "")
-    runs = []
-    for _ in range(repeat):
-        directory = Path(tempfile.mkdtemp(dir=base))
-        try:
-            runs.append(target.run(directory, target.n))
-        finally:
-            shutil.rmtree(directory)
-    rates = {"put": statistics.median(target.n / run.put for run in runs)}
-    gets = [target.n / run.get for run in runs if run.get is not None]
-    if gets:
-        rates["get"] = statistics.median(gets)
-    return Result(target, rates, runs[0].get_phase)
+def _run_once(run: Callable[[Path, int], Phases], n: int, base: Path) -> Phases:
+    directory = Path(tempfile.mkdtemp(dir=base))
+    try:
+        return run(directory, n)
+    finally:
+        shutil.rmtree(directory)
+
+
+def measure(targets: Sequence[Target], base: Path, repeat: int) -> dict[str, Result]:
+    """Run every target ``repeat`` times, round by round (each round runs every target
+    once), so that a ratio compares runs made under the same conditions of the disk."""
+    runs: dict[str, list[Phases]] = {t.key: [] for t in targets}
+    for round_number in range(1, repeat + 1):
+        for target in targets:
+            if target.run is not None:
+                print(
+                    f"round {round_number}/{repeat}: {target.name} ...", file=sys.stderr, flush=True
+                )
+                runs[target.key].append(_run_once(target.run, target.n, base))
+    results = {}
+    for target in targets:
+        done = runs[target.key]
+        if not done:
+            results[target.key] = Result(target, {}, "")
+            continue
+        rates = {"put": statistics.median(target.n / run.put for run in done)}
+        gets = [target.n / run.get for run in done if run.get is not None]
+        if gets:
+            rates["get"] = statistics.median(gets)
+        results[target.key] = Result(target, rates, done[0].get_phase)
+    return results
 
 
 def _file_system(path: Path) -> str | None:
@@ -392,6 +517,17 @@ CHECKS = [
 ]
 
 
+# Not targets: how much of the bare loop of its own disk work pqueue flush reaches.
+SHARES = [
+    ("pqueue flush put, of the bare loop's put", "flush", "flushwork", "put"),
+    ("pqueue flush get+task_done, of the bare loop's get", "flush", "flushwork", "get"),
+]
+
+
+def shares(results: dict[str, Result]) -> dict[str, float | None]:
+    return {text: _ratio(results, key, phase, base) for text, key, base, phase in SHARES}
+
+
 class Outcome(NamedTuple):
     check: Check
     status: str  # PASS, FAIL or SKIPPED
@@ -435,7 +571,8 @@ def write_json(
         {"check": o.check.text, "minimum": o.check.minimum, "ratio": o.ratio, "status": o.status}
         for o in outcomes
     ]
-    path.write_text(json.dumps({**header, "targets": rows, "checks": checks}, indent=2) + "\n")
+    data = {**header, "targets": rows, "checks": checks, "shares": shares(results)}
+    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _positive(text: str) -> int:
@@ -465,10 +602,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     base = Path(tempfile.mkdtemp(prefix="pqueue-bench-", dir=args.dir))
     try:
         fstype = _file_system(base)
-        results: dict[str, Result] = {}
-        for target in targets(args.n_slow, args.n_fast):
-            print(f"running {target.name} ...", file=sys.stderr, flush=True)
-            results[target.key] = measure(target, base, args.repeat)
+        results = measure(targets(args.n_slow, args.n_fast), base, args.repeat)
     finally:
         shutil.rmtree(base)
 
@@ -494,6 +628,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     outcomes = [evaluate(results, spec) for spec in CHECKS]
     for outcome in outcomes:
         print(f"- {outcome.line()}")
+    print()
+    print("## Against the bare loop of the same disk work")
+    print()
+    for text, share in shares(results).items():
+        print(f"- {text}: " + ("SKIPPED" if share is None else f"{share:.2f}x"))
 
     if args.json is not None:
         write_json(args.json, header, results, outcomes)
