@@ -23,6 +23,7 @@ from pqueue.core.effects import (
     Truncate,
     Unlink,
     Write,
+    WriteBack,
 )
 from pqueue.core.state import Config, QueueState, chunk_path, default_policy
 
@@ -70,7 +71,7 @@ class MemDisk:
                 self.files[effect.dst] = self.files.pop(effect.src)
             elif isinstance(effect, Unlink):
                 del self.files[effect.path]
-            elif isinstance(effect, Fsync):
+            elif isinstance(effect, (Fsync, WriteBack)):
                 assert effect.path in self.files, f"{effect} of a missing file"
             elif isinstance(effect, Release):
                 pass

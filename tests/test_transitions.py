@@ -28,6 +28,7 @@ from pqueue.core.effects import (
     Release,
     Replace,
     Write,
+    WriteBack,
 )
 from pqueue.core.errors import (
     CorruptQueueError,
@@ -164,6 +165,20 @@ def test_filling_a_chunk_releases_it_and_counts_a_crossing() -> None:
     state, effects = transitions.put(state, b"b")
     assert effects[-1] == Release(chunk_path(state.config, 0))
     assert (state.head, state.head_offset, state.ledger.crossings) == (2, 0, 1)
+
+
+def test_a_filled_chunk_is_written_back_early_in_flush_mode_only() -> None:
+    # Flush mode fdatasyncs the chunks at the next checkpoint; starting their write-back as
+    # each fills lets that checkpoint find the data on disk already.
+    _, state = fresh(chunksize=2, checkpoint_every=10, durability="flush")
+    state, _ = transitions.put(state, b"a")
+    state, effects = transitions.put(state, b"b")
+    path = chunk_path(state.config, 0)
+    assert effects[-2:] == (WriteBack(path), Release(path))
+    _, state = fresh(chunksize=2, checkpoint_every=10, durability="fsync")
+    state, _ = transitions.put(state, b"a")
+    state, effects = transitions.put(state, b"b")
+    assert not any(isinstance(e, WriteBack) for e in effects)
 
 
 def test_a_checkpoint_follows_enough_crossings() -> None:

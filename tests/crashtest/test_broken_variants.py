@@ -405,6 +405,9 @@ class AppendingChunks:
     def fsync_dir(self, path: str) -> None:
         self.disk.fsync_dir(path)
 
+    def write_back(self, path: str) -> None:
+        self.disk.write_back(path)
+
     def replace(self, src: str, dst: str) -> None:
         self.disk.replace(src, dst)
 

@@ -59,6 +59,7 @@ calls: st.SearchStrategy[Call] = st.one_of(
     st.tuples(st.just("truncate"), st.tuples(st.sampled_from(ROOT_TOO), st.integers(-1, 900))),
     st.tuples(st.just("fsync"), st.tuples(st.sampled_from(ROOT_TOO))),
     st.tuples(st.just("fsync_dir"), st.tuples(st.sampled_from(ROOT_TOO))),
+    st.tuples(st.just("write_back"), st.tuples(st.sampled_from(ROOT_TOO))),
     st.tuples(st.just("replace"), st.tuples(st.sampled_from(NAMES), st.sampled_from(NAMES))),
     st.tuples(st.just("unlink"), st.tuples(st.sampled_from(ROOT_TOO))),
     st.tuples(st.just("release"), st.tuples(st.sampled_from(ROOT_TOO))),

@@ -20,6 +20,7 @@ __all__ = [
     "Truncate",
     "Unlink",
     "Write",
+    "WriteBack",
 ]
 
 
@@ -84,17 +85,28 @@ class Unlink(NamedTuple):
     path: str
 
 
+class WriteBack(NamedTuple):
+    """Start writing the data of file ``path`` to disk, without waiting for it.
+
+    A hint, not a guarantee: nothing is durable until ``Fsync(path)``. It lets a later
+    fsync find the data on disk already, and several files written back together share
+    the file system's journal commits.
+    """
+
+    path: str
+
+
 class Release(NamedTuple):
     """The shell is done with ``path`` for now: drop any cached handle (no disk change)."""
 
     path: str
 
 
-Effect = Write | Create | Truncate | Fsync | FsyncDir | Replace | Unlink | Release
+Effect = Write | Create | Truncate | Fsync | FsyncDir | Replace | Unlink | WriteBack | Release
 
 # Unlike plain tuples, two effects are equal only if they are of the same kind:
 # Fsync(p) != Release(p) != (p,).
-for _kind in (Write, Create, Truncate, Fsync, FsyncDir, Replace, Unlink, Release):
+for _kind in (Write, Create, Truncate, Fsync, FsyncDir, Replace, Unlink, WriteBack, Release):
     setattr(_kind, "__eq__", _eq)  # noqa: B010 - mypy forbids methods named so in a NamedTuple
     setattr(_kind, "__ne__", _ne)  # noqa: B010
     setattr(_kind, "__hash__", _hash)  # noqa: B010

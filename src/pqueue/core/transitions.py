@@ -53,6 +53,7 @@ from pqueue.core.effects import (
     Truncate,
     Unlink,
     Write,
+    WriteBack,
 )
 from pqueue.core.errors import (
     CorruptQueueError,
@@ -239,7 +240,11 @@ def put(state: QueueState, payload: bytes) -> Step:
     # The chunk is full: the head crosses into the next one.
     ledger = Ledger(ledger.checkpoint, path, ledger.alloc, ledger.crossings + 1)
     new = QueueState(config, seq, 0, read, read_offset, tail, acked, size + 1, ack_offset, ledger)
-    effects = (*effects, Release(path))
+    if config.sync:
+        effects = (*effects, Release(path))
+    else:
+        # The checkpoint will fdatasync this chunk: have its data on its way to disk now.
+        effects = (*effects, WriteBack(path), Release(path))
     if _wants_checkpoint(new):
         new, more = checkpoint(new)
         effects += more

@@ -155,7 +155,10 @@ _MUTATING = frozenset(
     {"create", "fsync", "fsync_dir", "lock", "mkdir", "replace", "truncate", "unlink", "write"}
 )
 _READS = frozenset(
-    {"exists", "is_dir", "listdir", "lock_key", "read", "release", "same_filesystem", "size"}
+    {
+        "exists", "is_dir", "listdir", "lock_key", "read", "release", "same_filesystem",
+        "size", "write_back",
+    }
 )
 _disk_ids = itertools.count(1)
 
@@ -510,6 +513,17 @@ class SimulatedDisk:
                 raise _error(errno.ENOTDIR, path)
             node.durable = dict(node.entries)
             node.pending.clear()
+
+    def write_back(self, path: str) -> None:
+        """Start writing ``path`` back: changes nothing that is durable or visible.
+
+        Only ``fsync`` makes data durable; until then a crash may keep or drop it, written
+        back early or not, as the persistence model says. (Not a crash point: crashing
+        here is crashing before the next operation.)
+        """
+        with self._mutex:
+            self._begin_read("write_back")
+            self._lookup(_split(path), path)
 
     def replace(self, src: str, dst: str) -> None:
         """Rename ``src`` to ``dst`` atomically, replacing ``dst`` (``os.replace``).

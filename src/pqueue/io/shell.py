@@ -22,6 +22,7 @@ from pqueue.core.effects import (
     Truncate,
     Unlink,
     Write,
+    WriteBack,
 )
 from pqueue.core.errors import CorruptQueueError
 from pqueue.core.state import Config, QueueState, chunk_path
@@ -52,6 +53,8 @@ def _apply_other(fs: FileSystem, effect: Effect) -> None:
         fs.write(effect.path, effect.data, effect.offset)
     elif isinstance(effect, Fsync):
         fs.fsync(effect.path)
+    elif isinstance(effect, WriteBack):
+        fs.write_back(effect.path)
     elif isinstance(effect, Release):
         fs.release(effect.path)
     elif isinstance(effect, Create):
