@@ -105,6 +105,31 @@ def test_task_done_acknowledges_the_calling_threads_own_item(qdir: str) -> None:
         assert q.get_nowait() == "worker's"  # the worker never acknowledged it
 
 
+def test_threads_that_come_and_go_leave_no_bookkeeping_behind(qdir: str) -> None:
+    # Each thread's deliveries are tracked by thread id; a service that runs each task on
+    # a new thread must not grow that table for ever. Threads alive together have distinct
+    # ids (ids of ended threads are reused, so they are kept alive here).
+    rounds, threads = 3, 100
+    with pqueue.Queue[int](qdir, durability="flush") as q:
+        for i in range(rounds * threads):
+            q.put(i)
+        for _ in range(rounds):
+            done = threading.Barrier(threads)
+
+            def work(done: threading.Barrier = done) -> None:
+                q.get()
+                q.task_done()
+                done.wait()
+
+            batch = [threading.Thread(target=work) for _ in range(threads)]
+            for thread in batch:
+                thread.start()
+            for thread in batch:
+                thread.join()
+        assert q.unfinished_tasks == 0
+        assert len(q._deliveries) <= 64
+
+
 def test_task_done_falls_back_to_the_oldest_outstanding_item(qdir: str) -> None:
     with Queue[str](qdir) as q:
         q.put("a")

@@ -38,6 +38,7 @@ T = TypeVar("T")
 
 _get_ident = threading.get_ident
 _OPEN = Phase.OPEN  # in OPEN every data command keeps the phase (the table says so; tested)
+_PRUNE_AT = 32  # threads tracked before entries left empty are looked for
 
 # The live Queue objects of this process, by directory, so that opening a directory again
 # supersedes the earlier object instead of failing on its own lock.
@@ -150,6 +151,7 @@ class Queue(Generic[T]):
         self._phase = Phase.OPEN
         self._broken_by: BaseException | None = None
         self._deliveries: dict[int, deque[int]] = {}
+        self._prune_at = _PRUNE_AT  # size of _deliveries at which empty entries are dropped
         self._handles: set[int] = set()
         # Threads waiting on each condition: notify only when someone waits.
         self._getters = 0
@@ -354,7 +356,7 @@ class Queue(Generic[T]):
                 seq, payload = self._take(block, timeout)
             dq = self._deliveries.get(_get_ident())
             if dq is None:
-                self._deliveries[_get_ident()] = deque((seq,))
+                self._track(seq)
             else:
                 dq.append(seq)
         finally:
@@ -381,7 +383,7 @@ class Queue(Generic[T]):
             # An item that cannot be loaded is left to task_done() of this thread to drop.
             with self.mutex:
                 self._handles.discard(seq)
-                self._deliveries.setdefault(_get_ident(), deque()).append(seq)
+                self._track(seq)
             raise
         return Delivery(self, seq, item)
 
@@ -451,6 +453,21 @@ class Queue(Generic[T]):
                 self.all_tasks_done.notify_all()
         finally:
             self.mutex.release()
+
+    def _track(self, seq: int) -> None:
+        """Track delivery ``seq`` as the calling thread's (under the mutex). Entries left
+        empty by threads that have ended are dropped now and then, so that threads that
+        come and go do not grow the table."""
+        deliveries = self._deliveries
+        dq = deliveries.get(_get_ident())
+        if dq is not None:
+            dq.append(seq)
+            return
+        if len(deliveries) >= self._prune_at:
+            for ident in [ident for ident, dq in deliveries.items() if not dq]:
+                del deliveries[ident]
+            self._prune_at = max(_PRUNE_AT, 2 * len(deliveries))
+        deliveries[_get_ident()] = deque((seq,))
 
     def _oldest_deliveries(self) -> deque[int]:
         """The deliveries of the thread holding the oldest unacknowledged one."""
