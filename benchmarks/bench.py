@@ -31,6 +31,7 @@ from types import ModuleType
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import pqueue
+from pqueue.io import OsFileSystem
 
 ITEM_SIZE = 64
 RECORD_SIZE = 81  # 64 bytes in pqueue's 17-byte frame
@@ -224,7 +225,8 @@ def _flush_work_loop(directory: Path, n: int) -> Phases:
     guarantees could reach at best on this machine.
 
     Put: pickle and frame each item (CRC32) and pwrite it; a new chunk file every 100
-    items; every 64 chunks a checkpoint: fdatasync those chunks, then replace ``info``
+    items, each filled one's write-back started (``FileSystem.write_back``); every 64
+    chunks a checkpoint: fdatasync those chunks, then replace ``info``
     (temp file, fdatasync, rename, directory fsync). Get: read each chunk whole, check each
     frame's CRC, unpickle the item, pwrite a framed acknowledgement into the ack log; every
     64 chunks (or a full ack log) a checkpoint, then unlink the chunks consumed.
@@ -235,12 +237,15 @@ def _flush_work_loop(directory: Path, n: int) -> Phases:
     dir_fd = os.open(directory, os.O_RDONLY)
     ack_fd = os.open(directory / "acks", os.O_RDWR | os.O_CREAT, 0o600)
     pending: list[int] = []  # descriptors of the chunks written since the last checkpoint
+    write_back = OsFileSystem().write_back
     got = None
     try:
         start = perf_counter()
         fd, offset = -1, 0
         for seq in range(n):
             if not seq % CHUNKSIZE:
+                if seq:
+                    write_back(str(directory / f"q{seq // CHUNKSIZE - 1:05d}"))
                 if len(pending) == FLUSH_CHECKPOINT_EVERY:
                     for old in pending:
                         _fdatasync(old)

@@ -343,14 +343,19 @@ def _start_write_back(fd: int, path: str) -> None:
         raise OSError(err, os.strerror(err), path)
 
 
+_SMALL_READ = 16 * 1024
+
+
 def _pread(fd: int, path: str, offset: int, size: int) -> bytes:
-    """Up to ``size`` bytes (all when < 0) of ``fd`` from ``offset``. Never asks for more
-    than the file holds, so a generous ``size`` costs no large buffer."""
-    st = os.fstat(fd)
-    if stat.S_ISDIR(st.st_mode):
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
-    available = st.st_size - offset
-    size = available if size < 0 else min(size, available)
+    """Up to ``size`` bytes (all when < 0) of ``fd`` from ``offset``. A large ``size`` is
+    first cut to what the file holds, so that a generous block read of a small file costs
+    no large buffer (a small one costs no ``fstat``)."""
+    if not 0 < size <= _SMALL_READ:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        available = st.st_size - offset
+        size = available if size < 0 else min(size, available)
     if size <= 0:
         return b""
     chunks = []
