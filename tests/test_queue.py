@@ -24,6 +24,7 @@ from pqueue import (
     QueueSupersededError,
     SerializerMismatchError,
 )
+from pqueue.io import OsFileSystem
 from pqueue.serializers import BYTES, JSON
 
 
@@ -485,3 +486,77 @@ def test_items_larger_than_a_read_block(qdir: str, durability: Any) -> None:
         q.task_done()
     with Queue[bytes](qdir, serializer=BYTES) as q:
         assert [q.get() for _ in range(5)] == items[1:]
+
+
+class CountingReads(OsFileSystem):
+    """The real file system, counting the reads of chunk files."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunk_reads = 0
+
+    def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
+        if path.rsplit("/", 1)[1].startswith("q"):
+            self.chunk_reads += 1
+        return super().read(path, offset, size)
+
+
+@pytest.mark.parametrize("durability", ["fsync", "flush"])
+def test_a_consumer_that_keeps_up_gets_items_without_reading_them_back(
+    qdir: str, durability: Any
+) -> None:
+    fs = CountingReads()
+    with pqueue.Queue[int](qdir, chunksize=10, durability=durability, fs=fs) as q:
+        for i in range(35):
+            q.put(i)
+            assert q.get() == i
+            q.task_done()
+            q.put(100 + i)  # one item waiting: the consumer lags by one
+            assert q.get() == 100 + i
+            q.task_done()
+        assert fs.chunk_reads == 0
+    with pqueue.Queue[int](qdir, chunksize=10, durability=durability) as q:
+        assert q.qsize() == 0
+
+
+def test_items_put_while_older_ones_wait_on_disk_come_in_order(qdir: str) -> None:
+    with pqueue.Queue[int](qdir, chunksize=10) as q:
+        for i in range(25):
+            q.put(i)
+    fs = CountingReads()
+    with pqueue.Queue[int](qdir, chunksize=10, fs=fs) as q:
+        got = [q.get()]
+        for i in range(25, 60):
+            q.put(i)
+            got.append(q.get())
+        while not q.empty():
+            got.append(q.get())
+        assert got == list(range(60))
+        assert fs.chunk_reads > 0  # the items from before the reopen came from disk
+
+
+def test_a_consumer_one_item_behind_keeps_the_read_ahead_small(qdir: str) -> None:
+    with pqueue.Queue[int](qdir, durability="flush") as q:
+        for i in range(200):  # more than are kept for the reader: the rest are read back
+            q.put(i)
+        for i in range(200):
+            assert q.get() == i
+            q.task_done()
+        q.put(0)
+        for i in range(1, 5000):
+            q.put(i)
+            assert q.get() == i - 1
+            q.task_done()
+        # The records kept for the reader (internal): bounded, not one per item ever put.
+        assert len(q._shell._records) <= 2 * 64
+
+
+def test_large_items_put_for_a_waiting_reader_are_read_back_from_disk(qdir: str) -> None:
+    fs = CountingReads()
+    big = b"x" * (200 * 1024)
+    with pqueue.Queue[bytes](qdir, serializer=BYTES, fs=fs) as q:
+        for i in range(3):
+            q.put(big + bytes([i]))
+            assert q.get() == big + bytes([i])
+            q.task_done()
+        assert fs.chunk_reads >= 3  # not kept in memory for the reader

@@ -30,6 +30,12 @@ from pqueue.io.fs import FileSystem
 
 __all__ = ["Shell", "apply"]
 
+# Records put while every earlier one is read already are kept for the reader: up to this
+# many unread, each of at most _HANDOFF_BYTES (4 MiB at most in all). Beyond that the
+# reader reads them back from the file, a block at a time.
+_READ_AHEAD_LIMIT = 64
+_HANDOFF_BYTES = 64 * 1024
+
 _put = transitions.put
 _ack = transitions.ack
 _deliver = transitions.deliver
@@ -80,6 +86,9 @@ class Shell:
         # Records read ahead from the read position: (seq, end offset, payload).
         self._records: list[tuple[int, int, bytes]] = []
         self._next = 0
+        # The item after the last record read ahead (or the read position when none is):
+        # a put of this item extends the read-ahead.
+        self._ahead = state.read
         self._block = 256 * 1024
 
     @classmethod
@@ -117,14 +126,34 @@ class Shell:
         self.state = state
 
     def put(self, payload: bytes) -> QueueState:
-        """Append one serialised item: run the ``put`` transition and apply its effects."""
-        state, effects = _put(self.state, payload)
+        """Append one serialised item: run the ``put`` transition and apply its effects.
+
+        When every record before this one is read already (or read ahead), the record is
+        also kept in the read-ahead: a consumer that keeps up gets it without reading back
+        what was just written, since a read would return exactly these bytes.
+        """
+        old = self.state
+        state, effects = _put(old, payload)
         if len(effects) == 1 and type(effects[0]) is Write:  # the common case, made short
             path, offset, data = effects[0]
             self.fs.write(path, data, offset)
         else:
             apply(self.fs, effects)
         self.state = state
+        if old.head == self._ahead and len(payload) <= _HANDOFF_BYTES:
+            self._ahead += 1
+            records = self._records
+            unread = len(records) - self._next
+            if not unread:
+                self._records = [(old.head, state.head_offset, payload)]
+                self._next = 0
+            elif unread < _READ_AHEAD_LIMIT:
+                if self._next >= _READ_AHEAD_LIMIT:  # drop the records handed out
+                    del records[: self._next]
+                    self._next = 0
+                records.append((old.head, state.head_offset, payload))
+            else:
+                self._ahead -= 1  # full: the reader reads this one back from the file
         return state
 
     def ack(self, seq: int) -> QueueState:
@@ -184,4 +213,5 @@ class Shell:
                 raise CorruptQueueError(path, offset, reason)
         self._records = records
         self._next = 1
+        self._ahead = records[-1][0] + 1
         return records[0]
