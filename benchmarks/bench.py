@@ -122,10 +122,16 @@ def _open_deque(module: ModuleType, directory: Path) -> Fifo:
     return _Deque(module.Deque(directory=str(directory / "q")))
 
 
+PHASES = ("put", "get", "interleaved")
+
+
 class Phases(NamedTuple):
     put: float  # seconds
     get: float | None  # seconds; None for the raw loops, which have no get phase
     get_phase: str  # what the get phase does: "get + task_done", "get only" or ""
+    # seconds for N rounds of put, get (+ task_done): a consumer keeping up with a producer.
+    # None where there is no such phase (the raw loops and the bare loop).
+    interleaved: float | None = None
 
 
 def _run_queue(open_fifo: Callable[[Path], Fifo], directory: Path, n: int) -> Phases:
@@ -145,17 +151,28 @@ def _run_queue(open_fifo: Callable[[Path], Fifo], directory: Path, n: int) -> Ph
             for _ in range(n):
                 got = get()
                 task_done()
+            get_seconds = perf_counter() - start
+            start = perf_counter()
+            for _ in range(n):
+                put(item)
+                got = get()
+                task_done()
         else:
             get_phase = "get only"
             start = perf_counter()
             for _ in range(n):
                 got = get()
-        get_seconds = perf_counter() - start
+            get_seconds = perf_counter() - start
+            start = perf_counter()
+            for _ in range(n):
+                put(item)
+                got = get()
+        interleaved_seconds = perf_counter() - start
     finally:
         fifo.close()
     if got != item:
         raise RuntimeError(f"the last item got is {got!r}, not the item put")
-    return Phases(put_seconds, get_seconds, get_phase)
+    return Phases(put_seconds, get_seconds, get_phase, interleaved_seconds)
 
 
 def _append_loop(sync: bool, directory: Path, n: int) -> Phases:
@@ -310,7 +327,7 @@ class Target:
 @dataclass(frozen=True)
 class Result:
     target: Target
-    rates: dict[str, float]  # items/s by phase, "put" and "get"; empty when skipped
+    rates: dict[str, float]  # items/s by phase (PHASES); empty when skipped
     get_phase: str
 
 
@@ -430,6 +447,9 @@ def measure(targets: Sequence[Target], base: Path, repeat: int) -> dict[str, Res
         gets = [target.n / run.get for run in done if run.get is not None]
         if gets:
             rates["get"] = statistics.median(gets)
+        mixed = [target.n / run.interleaved for run in done if run.interleaved is not None]
+        if mixed:
+            rates["interleaved"] = statistics.median(mixed)
         results[target.key] = Result(target, rates, done[0].get_phase)
     return results
 
@@ -462,27 +482,44 @@ def _cells(results: dict[str, Result], key: str) -> list[str]:
     target = result.target
     if not result.rates:
         return [target.name, str(target.n), f"SKIPPED: not installed (`{target.install}`)"]
-    put, get = (result.rates.get(phase) for phase in ("put", "get"))
-    put_ratio, get_ratio = (_ratio(results, key, phase, "pqueue017") for phase in ("put", "get"))
+    put, get, mixed = (result.rates.get(phase) for phase in PHASES)
+    put_ratio, get_ratio, mixed_ratio = (
+        _ratio(results, key, phase, "pqueue017") for phase in PHASES
+    )
+
+    def rate(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f}"
+
+    def ratio(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}x"
+
     return [
         target.name,
         str(target.n),
-        "-" if put is None else f"{put:,.0f}",
+        rate(put),
         result.get_phase or "-",
-        "-" if get is None else f"{get:,.0f}",
-        "-" if put_ratio is None else f"{put_ratio:.2f}x",
-        "-" if get_ratio is None else f"{get_ratio:.2f}x",
+        rate(get),
+        rate(mixed),
+        ratio(put_ratio),
+        ratio(get_ratio),
+        ratio(mixed_ratio),
     ]
+
+
+COLUMNS = [
+    "target", "N", "put/s", "get phase", "get/s", "interleaved/s",
+    "put vs 0.1.7", "get vs 0.1.7", "interleaved vs 0.1.7",
+]
 
 
 def table(results: dict[str, Result]) -> list[str]:
     lines = [
-        "| target | N | put/s | get phase | get/s | put vs 0.1.7 | get vs 0.1.7 |",
-        "|---|--:|--:|---|--:|--:|--:|",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|---|--:|--:|---|--:|--:|--:|--:|--:|",
     ]
     for key in results:
         cells = _cells(results, key)
-        cells += [""] * (7 - len(cells))
+        cells += [""] * (len(COLUMNS) - len(cells))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -567,8 +604,10 @@ def write_json(
             "put_per_s": r.rates.get("put"),
             "get_per_s": r.rates.get("get"),
             "get_phase": r.get_phase or None,
+            "interleaved_per_s": r.rates.get("interleaved"),
             "put_vs_0.1.7": _ratio(results, key, "put", "pqueue017"),
             "get_vs_0.1.7": _ratio(results, key, "get", "pqueue017"),
+            "interleaved_vs_0.1.7": _ratio(results, key, "interleaved", "pqueue017"),
         }
         for key, r in results.items()
     ]
