@@ -7,10 +7,12 @@ supersedes the old one without writing anything, as if the process had died.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import shutil
 import tempfile
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,17 @@ from pqueue import (
     UnsupportedFormatError,
 )
 from pqueue.core.codec import HEADER_SIZE, ITEM_MAGIC, Record, decode
+from pqueue.io import shell
 from pqueue.io.fs import OsFileSystem
+from pqueue.serializers import BYTES
+
+
+@pytest.fixture(autouse=True, params=["1 MiB", "5 B"], ids=["window-1MiB", "window-5B"])
+def view_window(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recovery reads chunk files a window at a time: run every scenario with the real
+    window and with one so small that every record straddles windows."""
+    if request.param == "5 B":
+        monkeypatch.setattr(shell, "_VIEW_WINDOW", 5)
 
 
 def crashed_queue(path: str, items: list[Any], **kwargs: Any) -> Queue[Any]:
@@ -148,6 +160,33 @@ def test_opening_reads_only_the_checkpointed_end_of_the_backlog(qdir: str) -> No
     with Queue[int](qdir, fs=Recording()) as q:
         assert q.qsize() == 500
     assert sorted(reads) == ["acks", "info", "q00050"] or sorted(reads) == ["acks", "info"]
+
+
+@pytest.mark.parametrize("closed", [True, False], ids=["closed", "crashed"])
+def test_opening_a_queue_of_large_items_reads_a_window_at_a_time(
+    tmp_path: Path, closed: bool
+) -> None:
+    # Recovery scans chunk files for whole records; it must not hold a whole chunk of
+    # large items in memory to do so.
+    qdir = str(tmp_path / "q")
+    size = 4 * 1024 * 1024
+    items = [bytes([i]) * size for i in range(6)]  # one chunk of 24 MiB
+    q = crashed_queue(qdir, items, serializer=BYTES)
+    if closed:
+        q.close()
+    else:
+        del q
+        gc.collect()
+    tracemalloc.start()
+    try:
+        with Queue[bytes](qdir, serializer=BYTES) as q:
+            _, peak = tracemalloc.get_traced_memory()
+            assert q.qsize() == 6
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * size  # a window and at most one record, never the 24 MiB chunk
+    with Queue[bytes](qdir, serializer=BYTES) as q:
+        assert [q.get()[0] for _ in range(6)] == list(range(6))
 
 
 # --- refused ---------------------------------------------------------------------------------

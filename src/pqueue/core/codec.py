@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol, SupportsIndex, overload
 
 import attrs
 import cattrs
@@ -36,6 +36,7 @@ __all__ = [
     "FORMAT_VERSION",
     "HEADER_SIZE",
     "ITEM_MAGIC",
+    "ByteSource",
     "Corrupt",
     "Decoded",
     "Durability",
@@ -66,7 +67,23 @@ ACK_RECORD_SIZE = HEADER_SIZE + _ACK_PAYLOAD.size
 _crc32 = zlib.crc32
 _pack_body = _BODY.pack
 _unpack_header = _HEADER.unpack_from
+_unpack = _HEADER.unpack
 _pack_mark = struct.Struct("<BI").pack  # magic, crc: the header before what the CRC covers
+
+
+class ByteSource(Protocol):
+    """What ``decode`` and ``find_record`` read: ``bytes``, or a view of a file that reads it
+    a window at a time (so that recovery never holds a whole chunk of large items)."""
+
+    def __len__(self) -> int: ...
+
+    @overload
+    def __getitem__(self, key: SupportsIndex, /) -> int: ...
+
+    @overload
+    def __getitem__(self, key: slice, /) -> bytes: ...
+
+    def find(self, sub: bytes, start: SupportsIndex, /) -> int: ...
 
 
 class Record(NamedTuple):
@@ -103,7 +120,7 @@ def encode(magic: int, seq: int, payload: bytes) -> bytes:
     return _pack_mark(magic, _crc32(body)) + body
 
 
-def decode(buf: bytes, pos: int, magic: int) -> Decoded:
+def decode(buf: ByteSource, pos: int, magic: int) -> Decoded:
     """Decode the frame starting at ``buf[pos]``."""
     avail = len(buf) - pos
     if avail < HEADER_SIZE:
@@ -112,7 +129,7 @@ def decode(buf: bytes, pos: int, magic: int) -> Decoded:
         if avail > 0 and not any(buf[pos:]):
             return Corrupt(pos, "zero bytes where a record should start")
         return Incomplete(pos)
-    m, crc, n, seq = _unpack_header(buf, pos)
+    m, crc, n, seq = _unpack(buf[pos : pos + HEADER_SIZE])
     if m != magic:
         if m == 0:
             return Corrupt(pos, "zero bytes where a record should start")
@@ -149,7 +166,7 @@ def decode_block(
     return out
 
 
-def find_record(buf: bytes, pos: int, magic: int) -> Record | None:
+def find_record(buf: ByteSource, pos: int, magic: int) -> Record | None:
     """The first valid frame starting at or after ``pos``, if any (used to tell a torn tail
     from damage in the middle: a torn tail has nothing valid after it)."""
     marker = bytes((magic,))

@@ -32,6 +32,7 @@ from pqueue.core.codec import (
     ACK_RECORD_SIZE,
     HEADER_SIZE,
     ITEM_MAGIC,
+    ByteSource,
     Info,
     InfoCursor,
     Record,
@@ -90,6 +91,7 @@ _new = tuple.__new__
 _NO_ACKS: frozenset[int] = frozenset()
 _PAGE = 4096
 _MAX_PREALLOC = 4 * 1024 * 1024
+_ZERO_SCAN = 64 * 1024
 
 
 # --- the lifecycle ---------------------------------------------------------------------------
@@ -443,19 +445,20 @@ class Observation:
     """What the shell found in the queue directory, handed to ``recover``.
 
     ``info`` and ``acks`` are the contents of those files (None if missing); ``chunks``
-    holds the whole content of the chunk files read so far, by chunk number.
+    holds the content of the chunk files read so far, by chunk number: ``bytes``, or a view
+    that reads the file a window at a time.
     """
 
     names: frozenset[str]
     info: bytes | None
     acks: bytes | None
     temp_exists: bool
-    chunks: Mapping[int, bytes] = attrs.field(factory=dict)
+    chunks: Mapping[int, ByteSource] = attrs.field(factory=dict)
 
 
 @attrs.frozen
 class ReadChunks:
-    """``recover`` needs these chunk files (by number) read in whole before it can decide."""
+    """``recover`` needs these chunk files (by number) before it can decide."""
 
     numbers: tuple[int, ...]
 
@@ -564,7 +567,7 @@ def recover(config: Config, obs: Observation) -> ReadChunks | Step:
     if head_offset:
         data = obs.chunks[number]
         path = chunk_path(config, number)
-        if any(data[pos:]):
+        if _holds_data(data, pos):
             effects += [Truncate(path, pos), Fsync(path)]
             alloc = pos
         else:
@@ -612,7 +615,17 @@ def _refuse_lost_items(
         )
 
 
-def _locate(config: Config, data: bytes, seq: int) -> int:
+def _holds_data(data: ByteSource, pos: int) -> bool:
+    """Whether anything but zeros follows ``pos`` (looked at a block at a time)."""
+    size = len(data)
+    while pos < size:
+        if any(data[pos : pos + _ZERO_SCAN]):
+            return True
+        pos += _ZERO_SCAN
+    return False
+
+
+def _locate(config: Config, data: ByteSource, seq: int) -> int:
     """The offset of item ``seq`` in its chunk ``data``, walking from the start (and
     skipping over damage to consumed items before it)."""
     cs = config.chunksize

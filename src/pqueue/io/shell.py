@@ -7,11 +7,21 @@ the queue to its broken phase.
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Iterable
+from typing import SupportsIndex, overload
 
 from pqueue.core import transitions
-from pqueue.core.codec import HEADER_SIZE, ITEM_MAGIC, Corrupt, Incomplete, decode, decode_block
+from pqueue.core.codec import (
+    HEADER_SIZE,
+    ITEM_MAGIC,
+    ByteSource,
+    Corrupt,
+    Incomplete,
+    decode,
+    decode_block,
+)
 from pqueue.core.effects import (
     Create,
     Effect,
@@ -35,6 +45,9 @@ __all__ = ["Shell", "apply"]
 # reader reads them back from the file, a block at a time.
 _READ_AHEAD_LIMIT = 64
 _HANDOFF_BYTES = 64 * 1024
+
+# How much of a chunk file recovery reads at a time (a chunk no larger is read whole).
+_VIEW_WINDOW = 1024 * 1024
 
 _put = transitions.put
 _ack = transitions.ack
@@ -77,6 +90,71 @@ def _apply_other(fs: FileSystem, effect: Effect) -> None:
         raise TypeError(f"unknown effect {effect!r}")
 
 
+class FileView:
+    """A file read through a ``FileSystem`` as if it were ``bytes`` (length, indexing,
+    slicing, ``find``), a window at a time: recovery scans chunk files through it without
+    holding a whole chunk of large items. The file must not change while it is viewed.
+    """
+
+    __slots__ = ("_fs", "_path", "_size", "_start", "_window", "_window_size")
+
+    def __init__(
+        self, fs: FileSystem, path: str, size: int, window_size: int = 1024 * 1024
+    ) -> None:
+        self._fs = fs
+        self._path = path
+        self._size = size
+        self._window_size = window_size
+        self._start = 0
+        self._window = b""
+
+    def __len__(self) -> int:
+        return self._size
+
+    @overload
+    def __getitem__(self, key: SupportsIndex, /) -> int: ...
+
+    @overload
+    def __getitem__(self, key: slice, /) -> bytes: ...
+
+    def __getitem__(self, key: SupportsIndex | slice, /) -> int | bytes:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self._size)
+            if step != 1:
+                raise ValueError("a FileView slices with step 1 only")
+            return self._read(start, stop)
+        index = operator.index(key)
+        if index < 0:
+            index += self._size
+        if not 0 <= index < self._size:
+            raise IndexError("FileView index out of range")
+        return self._read(index, index + 1)[0]
+
+    def find(self, sub: bytes, start: SupportsIndex, /) -> int:
+        """The lowest index of ``sub`` at or after ``start``, or -1."""
+        pos = max(0, operator.index(start))
+        overlap = max(len(sub) - 1, 0)
+        while pos < self._size:
+            stop = min(pos + self._window_size, self._size)
+            found = self._read(pos, min(stop + overlap, self._size)).find(sub)
+            if found >= 0:
+                return pos + found
+            pos = stop
+        return -1
+
+    def _read(self, start: int, stop: int) -> bytes:
+        if stop <= start:
+            return b""
+        offset = start - self._start
+        if offset >= 0 and stop - self._start <= len(self._window):
+            return self._window[offset : offset + stop - start]
+        if stop - start > self._window_size:  # larger than a window: read it on its own
+            return self._fs.read(self._path, start, stop - start)
+        self._start = start
+        self._window = self._fs.read(self._path, start, self._window_size)
+        return self._window[: stop - start]
+
+
 class Shell:
     """Holds the current state and the file system; the Queue calls it under its lock."""
 
@@ -104,12 +182,18 @@ class Shell:
             acks=fs.read(config.ack_path) if ack_name in names else None,
             temp_exists=fs.exists(config.temp_path),
         )
-        chunks: dict[int, bytes] = {}
+        chunks: dict[int, ByteSource] = {}
         while True:
             outcome = transitions.recover(config, obs)
             if isinstance(outcome, transitions.ReadChunks):
                 for number in outcome.numbers:
-                    chunks[number] = fs.read(chunk_path(config, number))
+                    path = chunk_path(config, number)
+                    size = fs.size(path)
+                    # A small chunk is read whole; a larger one through a window.
+                    chunks[number] = (
+                        fs.read(path) if size <= _VIEW_WINDOW
+                        else FileView(fs, path, size, _VIEW_WINDOW)
+                    )
                 obs = transitions.Observation(
                     names=names, info=obs.info, acks=obs.acks, temp_exists=obs.temp_exists,
                     chunks=chunks,
