@@ -444,13 +444,8 @@ class Queue(Generic[T]):
             dq = self._deliveries.get(_get_ident())
             if not dq:
                 dq = self._oldest_deliveries()
-            try:
-                state = self._shell.ack(dq[0])
-            except OSError as exc:
-                self._fail(exc)
+            self._acknowledge(dq[0])
             dq.popleft()
-            if self._joiners and not state.unfinished:
-                self.all_tasks_done.notify_all()
         finally:
             self.mutex.release()
 

@@ -282,11 +282,8 @@ def test_the_real_queue_passes_the_checks_the_variants_fail(check: Check) -> Non
 def rewrite_effects(
     monkeypatch: pytest.MonkeyPatch, rewrite: Callable[[list[Effect]], Iterable[Effect]]
 ) -> None:
-    """Make the Queue apply its effects rewritten (the variant's bug).
-
-    Every step of more than one effect goes through ``shell.apply``; a lone ``Write`` (a
-    put or acknowledgement between checkpoints) is written directly, and no variant here
-    rewrites one."""
+    """Make the Queue apply its effects rewritten (the variant's bug): every step of the
+    Queue goes through ``shell.apply``."""
     original = shell.apply
 
     def apply(fs: FileSystem, effects: Iterable[Effect]) -> None:

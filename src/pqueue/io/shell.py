@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import operator
 import struct
-from collections.abc import Iterable
 from typing import SupportsIndex, overload
 
 from pqueue.core import transitions
@@ -56,8 +55,12 @@ _deliver = transitions.deliver
 _LENGTH = struct.Struct("<I")
 
 
-def apply(fs: FileSystem, effects: Iterable[Effect]) -> None:
+def apply(fs: FileSystem, effects: tuple[Effect, ...] | list[Effect]) -> None:
     """Apply ``effects`` in order through ``fs``."""
+    if len(effects) == 1 and type(effect := effects[0]) is Write:
+        # The common case (a put or acknowledgement between checkpoints), made short.
+        fs.write(effect.path, effect.data, effect.offset)
+        return
     for effect in effects:
         if type(effect) is Write:
             fs.write(effect.path, effect.data, effect.offset)
@@ -218,11 +221,7 @@ class Shell:
         """
         old = self.state
         state, effects = _put(old, payload)
-        if len(effects) == 1 and type(effects[0]) is Write:  # the common case, made short
-            path, offset, data = effects[0]
-            self.fs.write(path, data, offset)
-        else:
-            apply(self.fs, effects)
+        apply(self.fs, effects)
         self.state = state
         if old.head == self._ahead and len(payload) <= _HANDOFF_BYTES:
             self._ahead += 1
@@ -243,11 +242,7 @@ class Shell:
     def ack(self, seq: int) -> QueueState:
         """Acknowledge delivered item ``seq``: run the ``ack`` transition, apply its effects."""
         state, effects = _ack(self.state, seq)
-        if len(effects) == 1 and type(effects[0]) is Write:
-            path, offset, data = effects[0]
-            self.fs.write(path, data, offset)
-        else:
-            apply(self.fs, effects)
+        apply(self.fs, effects)
         self.state = state
         return state
 
