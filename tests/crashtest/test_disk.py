@@ -591,6 +591,24 @@ def test_a_failed_fsync_keeps_the_data_pending() -> None:
     assert contents(disk, NO_TEARS, "/q/info") == [b"old!", b"old"]
 
 
+def test_a_failed_fsync_that_drops_writes_loses_them_for_good() -> None:
+    # Linux after a write-back error: the pages are clean, the data is never written, and a
+    # retried fsync succeeds without writing it.
+    disk = synced_disk()
+    disk.write("/q/info", b"!")
+    disk.fail(0, OSError(errno.EIO, "Input/output error"), ops={"fsync"}, drops_writes=True)
+    with pytest.raises(OSError):
+        disk.fsync("/q/info")
+    assert disk.read("/q/info") == b"old!"  # still visible
+    disk.fsync("/q/info")  # the retry succeeds, and writes nothing
+    assert contents(disk, NO_TEARS, "/q/info") == [b"old"]
+    assert contents(disk, PROCESS_CRASH, "/q/info") == [b"old!"]  # the page cache survives
+    disk.write("/q/info", b"?")
+    disk.fsync("/q/info")  # only the write after the failure becomes durable
+    assert contents(disk, NO_TEARS, "/q/info") == [b"old\x00?"]
+    assert disk.read("/q/info") == b"old!?"
+
+
 def test_harness_argument_checks() -> None:
     disk = SimulatedDisk()
     with pytest.raises(ValueError, match="crash_after"):

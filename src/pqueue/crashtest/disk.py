@@ -164,13 +164,21 @@ _disk_ids = itertools.count(1)
 
 
 class _Fault:
-    __slots__ = ("error", "ops", "skip", "times")
+    __slots__ = ("drops_writes", "error", "ops", "skip", "times")
 
-    def __init__(self, error: OSError, ops: frozenset[str] | None, skip: int, times: int) -> None:
+    def __init__(
+        self,
+        error: OSError,
+        ops: frozenset[str] | None,
+        skip: int,
+        times: int,
+        drops_writes: bool,
+    ) -> None:
         self.error = error
         self.ops = ops
         self.skip = skip
         self.times = times
+        self.drops_writes = drops_writes
 
 
 class _SimulatedLock:
@@ -229,6 +237,7 @@ class SimulatedDisk:
         self._countdown: int | None = None
         self._crashed = False
         self._faults: list[_Fault] = []
+        self._dropped_by: _Fault | None = None  # the fault just raised, if it drops writes
 
     # -- harness controls --------------------------------------------------------------
 
@@ -269,6 +278,7 @@ class SimulatedDisk:
         *,
         ops: AbstractSet[str] | None = None,
         times: int = 1,
+        drops_writes: bool = False,
     ) -> None:
         """Make a coming call raise ``error`` (a copy of it) instead of taking effect.
 
@@ -281,9 +291,15 @@ class SimulatedDisk:
 
         A failed call changes nothing. In particular a failed ``fsync`` makes nothing
         durable: the writes it covered stay pending, so a later crash may still lose them,
-        even though ``read`` keeps returning them. This mirrors Linux, where after a
-        write-back error the kernel may already have dropped the dirty pages, which is why
-        code must not retry a failed fsync and carry on as if it had succeeded.
+        even though ``read`` keeps returning them.
+
+        ``drops_writes=True`` models what Linux (ext4, xfs) does after a write-back error:
+        the failed ``fsync`` marks the pages it covered clean, so its writes are lost to the
+        disk for good (``read`` still returns them) and a later ``fsync`` that succeeds
+        makes only the writes after it durable. Code that retries a failed fsync and carries
+        on as if it had succeeded passes without it and is caught with it. (Writes that a
+        failed fsync got to the disk before the error are not modelled with it: it takes
+        the outcome where none did.)
         """
         if after < 0 or times < 1:
             raise ValueError(f"fail needs after >= 0 and times >= 1, got {after}, {times}")
@@ -292,7 +308,7 @@ class SimulatedDisk:
             unknown = sorted(names - _MUTATING - _READS)
             raise ValueError(f"fail: no such FileSystem operation: {', '.join(unknown)}")
         with self._mutex:
-            self._faults.append(_Fault(error, names, after, times))
+            self._faults.append(_Fault(error, names, after, times, drops_writes))
 
     def files(self) -> dict[str, bytes]:
         """The visible content of every regular file, by absolute path, sorted by path."""
@@ -496,12 +512,26 @@ class SimulatedDisk:
         On a directory it acts as ``fsync_dir``, as ``fsync`` of a directory does on Linux.
         """
         with self._mutex:
-            self._begin("fsync")
+            try:
+                self._begin("fsync")
+            except OSError:
+                if self._dropped_by is not None:
+                    # The pages the fsync covered were marked clean after the write-back
+                    # error: their writes will never reach the disk, though reads still
+                    # return them, and a later fsync makes only later writes durable.
+                    self._dropped_by = None
+                    node = self._lookup(_split(path), path)
+                    if isinstance(node, _File):
+                        node.pending.clear()
+                raise
             node = self._lookup(_split(path), path)
             if isinstance(node, _Dir):
                 node.durable = dict(node.entries)
             else:
-                node.durable = bytes(node.data)
+                buf = bytearray(node.durable)
+                for op in node.pending:
+                    _apply_data(buf, op)
+                node.durable = bytes(buf)
             node.pending.clear()
 
     def fsync_dir(self, path: str) -> None:
@@ -655,6 +685,7 @@ class SimulatedDisk:
                 due.append(fault)
         if due:
             self._faults = [fault for fault in self._faults if fault.times > 0]
+            self._dropped_by = due[0] if due[0].drops_writes else None
             raise _copy.copy(due[0].error)
 
     def _lookup(self, parts: tuple[str, ...], path: str) -> _Node:
@@ -758,9 +789,16 @@ def _dir_options(d: _Dir, model: PersistenceModel) -> list[dict[str, _Node]]:
 
 
 def _file_options(f: _File, model: PersistenceModel) -> list[bytes]:
-    """The contents ``f`` may have after a crash, from nothing lost to everything lost."""
-    if not model.lose_unsynced or not f.pending:
+    """The contents ``f`` may have after a crash, from nothing lost to everything lost.
+
+    What is visible survives a process crash. A power loss keeps the durable content and
+    some of the pending operations: never the writes a failed fsync dropped (see
+    ``SimulatedDisk.fail``), which are visible but no longer pending.
+    """
+    if not model.lose_unsynced:
         return [bytes(f.data)]
+    if not f.pending:
+        return [f.durable]
     prefixes = [f.durable]
     torn: list[list[bytes]] = []
     buf = bytearray(f.durable)
@@ -937,7 +975,8 @@ def _draw_crash_state(
 ) -> SimulatedDisk:
     """One crash state of ``disk``, chosen by ``integer(lo, hi)`` and ``boolean()``.
 
-    ``0`` and ``False`` always lose the least, so all zeros is the visible state. The same
+    ``0`` and ``False`` always lose the least, so all zeros is the visible state (less the
+    writes a failed fsync dropped, under a power loss). The same
     choices are asked for whatever the answers (one or two per directory and file with
     pending operations, in inode order), so a shrinker that prefers fewer and smaller
     choices moves toward losing less, never toward losing a directory entry to skip the
@@ -973,7 +1012,7 @@ def _drawn_content(f: _File, model: PersistenceModel, lost: int, tear: int) -> b
     """The content of ``f`` with its last ``lost`` pending operations lost and, if the
     last one kept is a write, torn the ``tear``-th way (modulo the ways; 0: not torn).
     """
-    if lost == 0 and tear == 0:
+    if not model.lose_unsynced:
         return bytes(f.data)
     kept = len(f.pending) - lost
     buf = bytearray(f.durable)
