@@ -223,6 +223,33 @@ def test_delivering_a_record_of_another_item_is_corruption() -> None:
     assert raised.value.path == "/q/q00000"
 
 
+def test_discarding_moves_read_and_acknowledges_durably() -> None:
+    disk, state = fresh(chunksize=10)
+    for item in (b"a", b"b", b"c", b"d"):
+        state = disk.run(transitions.put(state, item))
+    state, _, _ = disk.deliver(state)  # item 0 delivered, not acknowledged
+    offset_of_3 = state.read_offset + 2 * (HEADER_SIZE + 1)
+    state, effects = transitions.discard(state, 3, offset_of_3)
+    assert (state.read, state.read_offset, state.size) == (3, offset_of_3, 1)
+    assert (state.tail, state.acked) == (0, frozenset({1, 2}))  # item 0 still outstanding
+    assert Replace("/q/info.tmp", "/q/info") in effects  # a checkpoint records it
+    disk.apply(effects)
+    info = decode_info(bytes(disk.files["/q/info"]), "/q/info")
+    assert info.acked == (1, 2)
+    state, seq, payload = disk.deliver(state)
+    assert (seq, payload) == (3, b"d")
+
+
+@pytest.mark.parametrize("seq", [0, 1, 4])
+def test_discarding_outside_read_to_head_is_refused(seq: int) -> None:
+    disk, state = fresh(chunksize=10)
+    for item in (b"a", b"b", b"c"):
+        state = disk.run(transitions.put(state, item))
+    state, _, _ = disk.deliver(state)
+    with pytest.raises(ValueError, match="cannot discard"):
+        transitions.discard(state, seq, 0)
+
+
 def test_acknowledging_writes_one_durable_record() -> None:
     disk, state = fresh()
     state = disk.run(transitions.put(state, b"a"))

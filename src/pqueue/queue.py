@@ -408,6 +408,26 @@ class Queue(Generic[T]):
             self.not_full.notify()
         return seq, payload
 
+    def discard_damaged(self) -> int:
+        """Discard the damaged item that ``get`` reports with ``CorruptQueueError``, and any
+        damaged items right after it, up to the next whole one; returns how many.
+
+        The discarded items count as acknowledged (durably, in ``fsync`` mode) and are never
+        delivered. Nothing is ever discarded unless this is called. Raises ``ValueError``
+        when the next item is not damaged or no item waits.
+        """
+        with self.mutex:
+            self._enter(Command.GET)
+            try:
+                discarded = self._shell.discard_damaged()
+            except OSError as exc:
+                self._fail(exc)
+            if self._putters:
+                self.not_full.notify_all()
+            if self._joiners and not self._shell.state.unfinished:
+                self.all_tasks_done.notify_all()
+            return discarded
+
     def _wait_for_item(self, timeout: float | None) -> None:
         endtime = None if timeout is None else monotonic() + timeout
         self._getters += 1

@@ -77,6 +77,7 @@ __all__ = [
     "checkpoint",
     "close",
     "deliver",
+    "discard",
     "put",
     "recover",
     "shutdown",
@@ -304,10 +305,7 @@ def ack(state: QueueState, seq: int) -> Step:
         tail += 1
     cs = config.chunksize
     if tail // cs != old_tail // cs:
-        ledger = Ledger(
-            ledger.checkpoint, ledger.head_path, ledger.alloc,
-            ledger.crossings + tail // cs - old_tail // cs,
-        )
+        ledger = _tail_crossed(ledger, old_tail, tail, cs)
     new = _new(
         QueueState,
         (
@@ -330,6 +328,15 @@ def ack(state: QueueState, seq: int) -> Step:
     return new, (record,)
 
 
+def _tail_crossed(ledger: Ledger, old_tail: int, tail: int, cs: int) -> Ledger:
+    """The ledger once the tail moved from ``old_tail`` to ``tail`` across chunk boundaries
+    (each fully acknowledged chunk counts towards the next checkpoint)."""
+    return Ledger(
+        ledger.checkpoint, ledger.head_path, ledger.alloc,
+        ledger.crossings + tail // cs - old_tail // cs,
+    )
+
+
 def _advance(tail: int, acked: frozenset[int], limit: int) -> tuple[int, frozenset[int]]:
     """Move ``tail`` past acknowledged items, but not past ``limit`` (the read position:
     acknowledged items not yet read again after a reopen stay in ``acked`` to be skipped)."""
@@ -340,6 +347,33 @@ def _advance(tail: int, acked: frozenset[int], limit: int) -> tuple[int, frozens
             tail += 1
         acked = frozenset(rest) if rest else _NO_ACKS
     return tail, acked
+
+
+def discard(state: QueueState, seq: int, offset: int) -> Step:
+    """Discard the items from ``read`` up to ``seq`` (not included), which cannot be read:
+    the read position moves to item ``seq`` at byte ``offset`` of its chunk (``seq`` may be
+    the head), and the discarded items count as acknowledged, durably, by a checkpoint.
+
+    Only ever asked for explicitly (``Queue.discard_damaged``): a damaged item is never
+    skipped otherwise.
+    """
+    config, head, head_offset, read, _, tail, acked, size, ack_offset, ledger = state
+    if not read < seq <= head:
+        raise ValueError(f"cannot discard up to item {seq}: the read position is {read}, "
+                         f"the head {head}")
+    skipped = frozenset(range(read, seq))
+    discarded = len(skipped - acked)  # those acknowledged before a reopen were not counted
+    acked = acked | skipped
+    old_tail = tail
+    tail, acked = _advance(tail, acked, seq)
+    cs = config.chunksize
+    if tail // cs != old_tail // cs:
+        ledger = _tail_crossed(ledger, old_tail, tail, cs)
+    new = QueueState(
+        config, head, head_offset, seq, offset, tail, acked, size - discarded, ack_offset,
+        ledger,
+    )
+    return checkpoint(new)
 
 
 def shutdown(state: QueueState, immediate: bool) -> QueueState:

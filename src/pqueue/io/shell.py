@@ -20,6 +20,7 @@ from pqueue.core.codec import (
     Incomplete,
     decode,
     decode_block,
+    find_record,
 )
 from pqueue.core.effects import (
     Create,
@@ -51,6 +52,7 @@ _VIEW_WINDOW = 1024 * 1024
 _put = transitions.put
 _ack = transitions.ack
 _deliver = transitions.deliver
+_discard = transitions.discard
 
 _LENGTH = struct.Struct("<I")
 
@@ -260,11 +262,105 @@ class Shell:
                 self._next = i + 1
                 seq, end, payload = records[i]
             else:
-                seq, end, payload = self._load()
+                try:
+                    seq, end, payload = self._load()
+                except CorruptQueueError:
+                    if self._pass_acknowledged():
+                        continue
+                    raise
             state, delivered = _deliver(self.state, seq, end)
             self.state = state
             if delivered:
                 return seq, payload
+
+    def discard_damaged(self) -> int:
+        """Discard the damaged item at the read position and any damaged ones after it, up to
+        the next whole item (or the head): the number of items discarded.
+
+        Items acknowledged before a reopen are passed over first, as ``take`` does. Raises
+        ``ValueError`` when the item at the read position is whole, or none waits.
+        """
+        if not self.state.size:
+            raise ValueError("no item waits to be got; nothing to discard")
+        while True:
+            try:
+                if self._next < len(self._records):
+                    seq, end, _ = self._records[self._next]
+                    self._next += 1
+                else:
+                    seq, end, _ = self._load()
+            except CorruptQueueError:
+                break
+            state = self.state
+            if seq != state.read:  # a whole record, but not the item expected: damage
+                break
+            if state.acked and seq in state.acked:  # acknowledged before a reopen: passed
+                self.state, _ = _deliver(state, seq, end)
+                continue
+            self._next -= 1  # whole and due: leave it for take()
+            raise ValueError(f"the next item (item {seq}) is not damaged; nothing to discard")
+        state = self.state
+        new = self._discard_to(*self._next_whole(state))
+        return state.size - new.size
+
+    def _pass_acknowledged(self) -> bool:
+        """Move the read position over damaged items that were acknowledged before a reopen
+        (their content is not needed) to the next item not acknowledged, if that one is
+        whole. Damage to an item not acknowledged is never passed over here."""
+        state = self.state
+        acked = state.acked
+        if not acked or state.read not in acked:
+            return False
+        wanted = state.read
+        while wanted in acked:
+            wanted += 1
+        seq, offset = self._next_whole(state, wanted)
+        if seq != wanted:
+            return False
+        self._discard_to(seq, offset)
+        return True
+
+    def _discard_to(self, seq: int, offset: int) -> QueueState:
+        """Run ``transitions.discard`` to item ``seq`` at ``offset`` and read on from there."""
+        new, effects = _discard(self.state, seq, offset)
+        apply(self.fs, effects)
+        self.state = new
+        self._records = []
+        self._next = 0
+        self._ahead = seq
+        return new
+
+    def _next_whole(self, state: QueueState, wanted: int | None = None) -> tuple[int, int]:
+        """The first whole item after the damaged one at the read position (item ``wanted``
+        if given), as (seq, offset in its chunk); the head when there is none."""
+        fs = self.fs
+        config = state.config
+        cs = config.chunksize
+        number = state.read // cs
+        pos = state.read_offset + 1
+        while number * cs < state.head:
+            path = chunk_path(config, number)
+            if fs.exists(path):
+                size = fs.size(path)
+                end = state.head_offset if number == state.head // cs else size
+                data: ByteSource = (
+                    fs.read(path) if size <= _VIEW_WINDOW
+                    else FileView(fs, path, size, _VIEW_WINDOW)
+                )
+                found = find_record(data, pos, ITEM_MAGIC)
+                while found is not None:
+                    start = found.start - HEADER_SIZE
+                    if (
+                        state.read < found.seq < state.head
+                        and (wanted is None or found.seq == wanted)
+                        and found.seq // cs == number
+                        and found.end <= end
+                    ):
+                        return found.seq, start
+                    found = find_record(data, start + 1, ITEM_MAGIC)
+            number += 1
+            pos = 0
+        return state.head, state.head_offset
 
     def _load(self) -> tuple[int, int, bytes]:
         state = self.state
