@@ -59,6 +59,21 @@ class AckedFifo(Fifo, Protocol):
     def task_done(self) -> object: ...
 
 
+class Held(Protocol):
+    """One delivery got with ``get_delivery()`` and held, acknowledged later with ``ack()``."""
+
+    @property
+    def item(self) -> object: ...
+    def ack(self) -> object: ...
+
+
+@runtime_checkable
+class DeliveringFifo(AckedFifo, Protocol):
+    """A queue that also delivers items to acknowledge explicitly (pqueue's get_delivery)."""
+
+    def get_delivery(self) -> Held: ...
+
+
 class _MemoryQueue(queue.Queue[bytes]):
     def close(self) -> None:
         """Nothing to release."""
@@ -132,23 +147,39 @@ class Phases(NamedTuple):
     # seconds for N rounds of put, get (+ task_done): a consumer keeping up with a producer.
     # None where there is no such phase (the raw loops and the bare loop).
     interleaved: float | None = None
+    # the items the get phase got, where that is not N: N minus the deliveries held
+    get_items: int | None = None
 
 
-def _run_queue(open_fifo: Callable[[Path], Fifo], directory: Path, n: int) -> Phases:
+def _run_queue(open_fifo: Callable[[Path], Fifo], directory: Path, n: int, held: int = 0) -> Phases:
+    """Put N items, get (+ task_done) them, then N rounds of put, get (+ task_done).
+
+    With ``held``, the first ``min(held, N // 2)`` items are taken with ``get_delivery()``
+    before the get phase (untimed) and held, unacknowledged, through the get phase (the
+    remaining items) and the interleaved phase; then they are acked (untimed).
+    """
     fifo = open_fifo(directory)
     item = os.urandom(ITEM_SIZE)
     put, get = fifo.put, fifo.get
     got: object = None
+    held = min(held, n // 2)
+    deliveries: list[Held] = []
     try:
         start = perf_counter()
         for _ in range(n):
             put(item)
         put_seconds = perf_counter() - start
+        if held:
+            if not isinstance(fifo, DeliveringFifo):
+                raise TypeError(f"{fifo!r} has no get_delivery(): it cannot hold deliveries")
+            deliveries = [fifo.get_delivery() for _ in range(held)]
+            if any(delivery.item != item for delivery in deliveries):
+                raise RuntimeError("an item held is not the item put")
         if isinstance(fifo, AckedFifo):
             task_done = fifo.task_done
-            get_phase = "get + task_done"
+            get_phase = f"get + task_done, {held:,} held" if held else "get + task_done"
             start = perf_counter()
-            for _ in range(n):
+            for _ in range(n - held):
                 got = get()
                 task_done()
             get_seconds = perf_counter() - start
@@ -168,11 +199,15 @@ def _run_queue(open_fifo: Callable[[Path], Fifo], directory: Path, n: int) -> Ph
                 put(item)
                 got = get()
         interleaved_seconds = perf_counter() - start
+        for delivery in deliveries:
+            delivery.ack()
     finally:
         fifo.close()
     if got != item:
         raise RuntimeError(f"the last item got is {got!r}, not the item put")
-    return Phases(put_seconds, get_seconds, get_phase, interleaved_seconds)
+    return Phases(
+        put_seconds, get_seconds, get_phase, interleaved_seconds, n - held if held else None
+    )
 
 
 def _append_loop(sync: bool, directory: Path, n: int) -> Phases:
@@ -356,17 +391,27 @@ def _peer(
     return None if module is None else partial(_run_queue, partial(opener, module))
 
 
+def _pqueue_run(
+    durability: Literal["fsync", "flush"], held: int = 0
+) -> Callable[[Path, int], Phases]:
+    return partial(_run_queue, partial(_open_pqueue, durability), held=held)
+
+
 def targets(n_slow: int, n_fast: int) -> list[Target]:
     pqueue017 = _load_pqueue017()
     persistqueue = _import("persistqueue")
     diskcache = _import("diskcache")
     return [
+        Target("fsync", "pqueue, fsync", n_slow, _pqueue_run("fsync")),
+        Target("flush", "pqueue, flush", n_fast, _pqueue_run("flush")),
+        Target("flush_held1", "pqueue, flush, 1 delivery held", n_fast, _pqueue_run("flush", 1)),
         Target(
-            "fsync", "pqueue, fsync", n_slow, partial(_run_queue, partial(_open_pqueue, "fsync"))
+            "flush_held1000",
+            "pqueue, flush, 1,000 deliveries held",
+            n_fast,
+            _pqueue_run("flush", 1000),
         ),
-        Target(
-            "flush", "pqueue, flush", n_fast, partial(_run_queue, partial(_open_pqueue, "flush"))
-        ),
+        Target("fsync_held1", "pqueue, fsync, 1 delivery held", n_slow, _pqueue_run("fsync", 1)),
         Target(
             "pqueue017",
             "pqueue 0.1.7",
@@ -444,7 +489,11 @@ def measure(targets: Sequence[Target], base: Path, repeat: int) -> dict[str, Res
             results[target.key] = Result(target, {}, "")
             continue
         rates = {"put": statistics.median(target.n / run.put for run in done)}
-        gets = [target.n / run.get for run in done if run.get is not None]
+        gets = [
+            (target.n if run.get_items is None else run.get_items) / run.get
+            for run in done
+            if run.get is not None
+        ]
         if gets:
             rates["get"] = statistics.median(gets)
         mixed = [target.n / run.interleaved for run in done if run.interleaved is not None]
@@ -570,6 +619,24 @@ def shares(results: dict[str, Result]) -> dict[str, float | None]:
     return {text: _ratio(results, key, phase, base) for text, key, base, phase in SHARES}
 
 
+# Not targets either: pqueue's rates with deliveries held (got with get_delivery() and not
+# acked) while the rest flows, as a share of the same mode's rates with none held.
+HELD_ROWS = [  # the row with deliveries held, the same mode's row with none, how many held
+    ("flush_held1", "flush", "1 delivery"),
+    ("flush_held1000", "flush", "1,000 deliveries"),
+    ("fsync_held1", "fsync", "1 delivery"),
+]
+HELD_SHARES = [
+    (f"pqueue {base} {text} with {held} held, of the same with none held", key, base, phase)
+    for key, base, held in HELD_ROWS
+    for text, phase in (("get+task_done", "get"), ("interleaved", "interleaved"))
+]
+
+
+def held_shares(results: dict[str, Result]) -> dict[str, float | None]:
+    return {text: _ratio(results, key, phase, base) for text, key, base, phase in HELD_SHARES}
+
+
 class Outcome(NamedTuple):
     check: Check
     status: str  # PASS, FAIL or SKIPPED
@@ -615,7 +682,13 @@ def write_json(
         {"check": o.check.text, "minimum": o.check.minimum, "ratio": o.ratio, "status": o.status}
         for o in outcomes
     ]
-    data = {**header, "targets": rows, "checks": checks, "shares": shares(results)}
+    data = {
+        **header,
+        "targets": rows,
+        "checks": checks,
+        "shares": shares(results),
+        "held_shares": held_shares(results),
+    }
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -676,6 +749,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("## Against the bare loop of the same disk work")
     print()
     for text, share in shares(results).items():
+        print(f"- {text}: " + ("SKIPPED" if share is None else f"{share:.2f}x"))
+    print()
+    print("## Deliveries held")
+    print()
+    for text, share in held_shares(results).items():
         print(f"- {text}: " + ("SKIPPED" if share is None else f"{share:.2f}x"))
 
     if args.json is not None:

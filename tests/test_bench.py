@@ -11,6 +11,8 @@ from types import ModuleType
 
 import pytest
 
+import pqueue
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 
 
@@ -41,6 +43,17 @@ def test_the_benchmark_runs_every_target_and_reports_every_check(
         assert row["skipped"] is None
         assert row["put_per_s"] > 0 and row["get_per_s"] > 0 and row["interleaved_per_s"] > 0
         assert row["get_phase"] == "get + task_done"
+    # the rows with deliveries held (min(1,000, N // 2) = 100 of the 1,000 with N = 200)
+    held = {"flush_held1": "1", "flush_held1000": "100", "fsync_held1": "1"}
+    for key, count in held.items():
+        row = rows[key]
+        assert row["skipped"] is None
+        assert row["put_per_s"] > 0 and row["get_per_s"] > 0 and row["interleaved_per_s"] > 0
+        assert row["get_phase"] == f"get + task_done, {count} held"
+    assert list(report["held_shares"]) == [text for text, *_ in bench.HELD_SHARES]
+    assert len(report["held_shares"]) == 2 * len(held)
+    for share in report["held_shares"].values():  # a measurement, never a threshold
+        assert share is not None and share > 0
     assert rows["flushwork"]["put_per_s"] > 0 and rows["flushwork"]["interleaved_per_s"] is None
     for row in rows.values():
         if row["skipped"] is not None:  # a peer not installed names its install command
@@ -51,4 +64,31 @@ def test_the_benchmark_runs_every_target_and_reports_every_check(
         assert check["status"] in ("PASS", "FAIL", "SKIPPED")
     assert "| target | N | put/s |" in printed
     assert "## Targets" in printed
+    assert "## Deliveries held" in printed
+    assert "of the same with none held: " in printed
     assert list(tmp_path.iterdir()) == [out]  # every run's directory was removed
+
+
+@pytest.mark.parametrize("durability", ["flush", "fsync"])
+def test_held_deliveries_are_left_out_of_the_get_phase_and_acked_at_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durability: str
+) -> None:
+    bench = load_bench(monkeypatch)
+    phases = bench._pqueue_run(durability, 3)(tmp_path, 10)
+    assert phases.get_phase == "get + task_done, 3 held"
+    assert phases.get_items == 7  # the get phase got the 10 items put but the 3 held
+    assert phases.get > 0 and phases.interleaved > 0
+    reopened = pqueue.Queue[bytes](tmp_path / "q", durability="flush")
+    try:  # nothing delivered again: the held deliveries were acked before close
+        assert reopened.qsize() == 0
+    finally:
+        reopened.close()
+
+
+def test_held_deliveries_are_at_most_half_of_n(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = load_bench(monkeypatch)
+    phases = bench._pqueue_run("flush", 1000)(tmp_path, 9)
+    assert phases.get_phase == "get + task_done, 4 held"
+    assert phases.get_items == 5
