@@ -43,6 +43,7 @@ from pqueue.crashtest import (
     crash_state,
 )
 from pqueue.io import FileSystem, Lock, shell
+from pqueue.io.fs import FileKind
 
 
 def caught(variant: str, checked: int, found: object) -> None:
@@ -447,6 +448,9 @@ class AppendingChunks:
 
     def write_back(self, path: str) -> None:
         self.disk.write_back(path)
+
+    def file_type(self, path: str) -> FileKind | None:
+        return self.disk.file_type(path)
 
     def replace(self, src: str, dst: str) -> None:
         self.disk.replace(src, dst)

@@ -1,13 +1,18 @@
-"""Examples of SimulatedDisk semantics: visibility, durability, crashes, faults and locks."""
+"""Examples of SimulatedDisk semantics: visibility, durability, crashes, faults, interrupts,
+capacity and locks."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import os
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pqueue.crashtest import (
     POWER_LOSS,
@@ -15,6 +20,7 @@ from pqueue.crashtest import (
     PersistenceModel,
     SimulatedCrash,
     SimulatedDisk,
+    crash_state,
 )
 from pqueue.io import FileSystem, Lock
 
@@ -683,3 +689,496 @@ def test_repr_summarises_the_disk() -> None:
     text = repr(disk)
     assert "'/f': 3" in text
     assert "pending_ops=2" in text
+
+
+# -- interrupt -----------------------------------------------------------------------------
+
+
+class Interrupted(Exception):  # noqa: N818 - stands for what a signal handler raises
+    """A stand-in for the exception a signal handler raises (a SIGALRM timeout, say)."""
+
+
+def test_an_interrupted_write_takes_effect_then_raises() -> None:
+    disk = synced_disk()
+    armed = KeyboardInterrupt("^C")
+    disk.interrupt(0, armed)
+    with pytest.raises(KeyboardInterrupt) as info:
+        disk.write("/q/info", b"!")
+    assert info.value is not armed, "a copy is raised"
+    assert info.value.args == ("^C",)
+    assert disk.read("/q/info") == b"old!"  # the write happened
+    assert contents(disk, NO_TEARS, "/q/info") == [b"old!", b"old"]  # and is pending
+    assert disk.operations == 6
+    disk.write("/q/info", b"?")  # used up: the next call returns
+    assert disk.read("/q/info") == b"old!?"
+
+
+def test_interrupt_counts_only_the_matching_calls() -> None:
+    disk = synced_disk()
+    disk.interrupt(2, Interrupted(), ops={"fsync"})
+    for data in (b"1", b"2"):
+        disk.write("/q/info", data)
+        disk.fsync("/q/info")  # matching calls 0 and 1
+    disk.write("/q/info", b"3")
+    with pytest.raises(Interrupted):
+        disk.fsync("/q/info")  # matching call 2, which made the write durable
+    assert contents(disk, POWER_LOSS, "/q/info") == [b"old123"]
+    disk.fsync("/q/info")
+
+
+def test_interrupt_with_no_ops_counts_the_state_changing_calls() -> None:
+    disk = synced_disk()
+    disk.interrupt(2, Interrupted())
+    disk.write("/q/a", b"x")
+    disk.read("/q/a")  # reads are not counted
+    disk.exists("/q/b")
+    disk.lock("/q/a").release()  # nor is locking an existing file
+    disk.fsync("/q/a")
+    with pytest.raises(Interrupted):
+        disk.replace("/q/a", "/q/b")
+    assert disk.files() == {"/q/b": b"x", "/q/info": b"old"}
+
+
+def test_interrupt_repeats_times_times() -> None:
+    disk = SimulatedDisk()
+    armed = Interrupted("timeout")
+    disk.interrupt(1, armed, ops={"write"}, times=2)
+    disk.write("/f", b"a")
+    raised = []
+    for data in (b"b", b"c"):
+        with pytest.raises(Interrupted) as info:
+            disk.write("/f", data)
+        raised.append(info.value)
+    disk.write("/f", b"d")
+    assert disk.read("/f") == b"abcd"
+    assert raised[0] is not raised[1]
+    assert armed not in raised
+
+
+def test_interrupts_count_independently_and_the_first_armed_wins() -> None:
+    disk = SimulatedDisk()
+    disk.interrupt(0, Interrupted("first"), ops={"write"})
+    disk.interrupt(0, Interrupted("second"), ops={"write", "create"}, times=2)
+    with pytest.raises(Interrupted, match="second"):
+        disk.create("/f")  # matches the second only
+    with pytest.raises(Interrupted, match="first"):
+        disk.write("/f", b"a")  # both are due: the first armed is raised, both used up
+    disk.write("/f", b"b")
+    disk.create("/g")
+    assert disk.files() == {"/f": b"ab", "/g": b""}
+
+
+def test_a_fault_due_on_the_same_call_wins_and_uses_the_interrupt_up() -> None:
+    disk = synced_disk()
+    disk.interrupt(1, KeyboardInterrupt())
+    disk.fail(1, OSError(errno.EIO, "Input/output error"), ops={"write"})
+    disk.write("/q/info", b"1")
+    with pytest.raises(OSError) as info:
+        disk.write("/q/info", b"2")
+    assert info.value.errno == errno.EIO
+    assert disk.read("/q/info") == b"old1"  # the fault's "no effect" holds
+    disk.write("/q/info", b"3")  # the interrupt was used up on the failed call
+    assert disk.read("/q/info") == b"old13"
+
+
+def test_faults_and_interrupts_count_independently() -> None:
+    disk = SimulatedDisk()
+    disk.fail(1, OSError(errno.ENOSPC, "No space left on device"))
+    disk.interrupt(0, KeyboardInterrupt(), ops={"write"}, times=2)
+    with pytest.raises(KeyboardInterrupt):
+        disk.write("/f", b"a")  # interrupt 0; the fault's call 0
+    with pytest.raises(OSError):
+        disk.write("/f", b"b")  # the fault's call 1 wins over interrupt 1
+    disk.write("/f", b"c")
+    assert disk.read("/f") == b"ac"
+
+
+def test_a_crash_wins_over_an_interrupt() -> None:
+    disk = synced_disk()
+    disk.interrupt(0, KeyboardInterrupt())
+    disk.crash_after(0)
+    with pytest.raises(SimulatedCrash):
+        disk.write("/q/info", b"x")
+    assert disk.files() == {"/q/info": b"old"}
+    with pytest.raises(SimulatedCrash):
+        disk.read("/q/info")
+
+
+def test_an_interrupted_lock_is_held() -> None:
+    disk = SimulatedDisk()
+    disk.interrupt(0, KeyboardInterrupt(), ops={"lock"}, times=2)
+    with pytest.raises(KeyboardInterrupt):
+        disk.lock("/lock")  # creates the file and takes the lock
+    assert disk.exists("/lock")
+    with pytest.raises(KeyboardInterrupt):
+        disk.lock("/lock")  # a call that fails on its own raises the interrupt instead
+    with pytest.raises(BlockingIOError):
+        disk.lock("/lock")  # the lock leaked: nobody holds its release()
+    disk.copy().lock("/lock").release()  # a copy holds no locks
+
+
+def test_an_interrupt_replaces_the_calls_own_error() -> None:
+    disk = SimulatedDisk()
+    disk.interrupt(0, Interrupted())
+    with pytest.raises(Interrupted) as info:
+        disk.unlink("/missing")
+    assert isinstance(info.value.__context__, FileNotFoundError)
+    assert disk.operations == 1
+
+
+def test_an_interrupted_read_returns_nothing_then_raises() -> None:
+    disk = synced_disk()
+    disk.interrupt(1, Interrupted(), ops={"read"})
+    results = [disk.read("/q/info")]
+    with pytest.raises(Interrupted):
+        results.append(disk.read("/q/info"))
+    results.append(disk.read("/q/info", 1))
+    assert results == [b"old", b"ld"]
+    assert disk.operations == 5  # reads are not counted, interrupted or not
+
+
+# What each FileSystem method leaves behind on a disk holding /d/f = b"data" and /d/g.
+EFFECTS: list[tuple[str, Callable[[SimulatedDisk], object], Callable[[SimulatedDisk], bool]]] = [
+    ("mkdir", lambda d: d.mkdir("/d/n/m"), lambda d: d.is_dir("/d/n/m")),
+    ("write", lambda d: d.write("/d/f", b"!"), lambda d: d.read("/d/f") == b"data!"),
+    ("create", lambda d: d.create("/d/f"), lambda d: d.read("/d/f") == b""),
+    ("truncate", lambda d: d.truncate("/d/f", 2), lambda d: d.read("/d/f") == b"da"),
+    ("fsync", lambda d: d.fsync("/d/f"), lambda d: d.count_crash_states(PROCESS_CRASH) == 1),
+    ("fsync_dir", lambda d: d.fsync_dir("/d"), lambda d: d.listdir("/d") == ["f", "g"]),
+    ("replace", lambda d: d.replace("/d/f", "/d/g"), lambda d: d.files() == {"/d/g": b"data"}),
+    ("unlink", lambda d: d.unlink("/d/f"), lambda d: d.files() == {"/d/g": b""}),
+    ("lock", lambda d: d.lock("/d/f"), lambda d: _is_locked(d, "/d/f")),
+    ("exists", lambda d: d.exists("/d/f"), lambda d: True),
+    ("file_type", lambda d: d.file_type("/d/f"), lambda d: True),
+    ("is_dir", lambda d: d.is_dir("/d"), lambda d: True),
+    ("listdir", lambda d: d.listdir("/d"), lambda d: True),
+    ("lock_key", lambda d: d.lock_key("/d/f"), lambda d: True),
+    ("read", lambda d: d.read("/d/f"), lambda d: True),
+    ("release", lambda d: d.release("/d/f"), lambda d: True),
+    ("same_filesystem", lambda d: d.same_filesystem("/d", "/d/f"), lambda d: True),
+    ("size", lambda d: d.size("/d/f"), lambda d: True),
+    ("write_back", lambda d: d.write_back("/d/f"), lambda d: True),
+]
+
+
+def _is_locked(disk: SimulatedDisk, path: str) -> bool:
+    try:
+        disk.lock(path).release()
+    except BlockingIOError:
+        return True
+    return False
+
+
+def test_the_interrupt_table_covers_every_file_system_method() -> None:
+    names = {name for name, _, _ in EFFECTS}
+    assert {name for name in vars(FileSystem) if not name.startswith("_")} <= names
+    disk = SimulatedDisk()
+    disk.fail(0, OSError(errno.EIO, "x"), ops=names)  # each one a name fail accepts
+    disk.interrupt(0, KeyboardInterrupt(), ops=names)
+
+
+@pytest.mark.parametrize(
+    ("op", "call", "took_effect"), EFFECTS, ids=[name for name, _, _ in EFFECTS]
+)
+def test_an_interrupted_call_has_its_effect(
+    op: str, call: Callable[[SimulatedDisk], object], took_effect: Callable[[SimulatedDisk], bool]
+) -> None:
+    disk = SimulatedDisk()
+    disk.mkdir("/d")
+    disk.write("/d/f", b"data")
+    disk.write("/d/g", b"")
+    disk.interrupt(0, Interrupted(op), ops={op})
+    with pytest.raises(Interrupted, match=op):
+        call(disk)
+    assert took_effect(disk)
+
+
+def test_interrupts_are_not_copied() -> None:
+    disk = SimulatedDisk()
+    disk.interrupt(0, KeyboardInterrupt(), ops={"write", "read"})
+    twin = disk.copy()
+    twin.write("/f", b"x")
+    assert twin.read("/f") == b"x"
+    with pytest.raises(KeyboardInterrupt):
+        disk.write("/f", b"y")
+
+
+def test_interrupt_argument_checks() -> None:
+    disk = SimulatedDisk()
+    with pytest.raises(ValueError, match="interrupt"):
+        disk.interrupt(-1, KeyboardInterrupt())
+    with pytest.raises(ValueError, match="interrupt"):
+        disk.interrupt(0, KeyboardInterrupt(), times=0)
+    with pytest.raises(ValueError, match="wirte"):
+        disk.interrupt(0, KeyboardInterrupt(), ops={"write", "wirte"})
+    with pytest.raises(TypeError, match="exception instance"):
+        disk.interrupt(0, KeyboardInterrupt)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="exception instance"):
+        disk.interrupt(0, "timeout")  # type: ignore[arg-type]
+    disk.write("/f", b"x")  # nothing was armed by the refused calls
+    assert disk.read("/f") == b"x"
+
+
+FILE_NAMES = ["/a", "/d/b", "/d/c"]
+calls = st.one_of(
+    st.tuples(
+        st.just("write"),
+        st.sampled_from(FILE_NAMES),
+        st.binary(min_size=0, max_size=6),
+        st.one_of(st.none(), st.integers(-1, 8)),
+    ),
+    st.tuples(st.just("create"), st.sampled_from(FILE_NAMES)),
+    st.tuples(st.just("truncate"), st.sampled_from(FILE_NAMES), st.integers(0, 8)),
+    st.tuples(st.just("fsync"), st.sampled_from(FILE_NAMES)),
+    st.tuples(st.just("fsync_dir"), st.sampled_from(["/", "/d"])),
+    st.tuples(st.just("replace"), st.sampled_from(FILE_NAMES), st.sampled_from(FILE_NAMES)),
+    st.tuples(st.just("unlink"), st.sampled_from(FILE_NAMES)),
+    st.tuples(st.just("mkdir"), st.sampled_from(["/d", "/d/e"])),
+)
+Call = tuple[Any, ...]
+
+
+def perform(disk: SimulatedDisk, call: Call) -> type[BaseException] | None:
+    """Run ``call`` on ``disk``; the type of what it raised, or None if it returned."""
+    name, *args = call
+    try:
+        getattr(disk, name)(*args)
+    except (OSError, Interrupted) as exc:
+        return type(exc)
+    return None
+
+
+def snapshot(disk: SimulatedDisk) -> tuple[object, ...]:
+    """Everything a crash or a reader could tell apart."""
+    return (
+        disk.dirs(),
+        disk.files(),
+        [(s.dirs(), s.files()) for s in disk.crash_states(POWER_LOSS)],
+    )
+
+
+@given(st.lists(calls, min_size=1, max_size=8), st.data())
+def test_an_interrupted_call_does_what_it_would_have_done(
+    history: list[Call], data: st.DataObject
+) -> None:
+    at = data.draw(st.integers(0, len(history) - 1), label="interrupted call")
+    reference = SimulatedDisk()
+    reference.mkdir("/d")
+    outcomes = [perform(reference, call) for call in history[: at + 1]]
+    disk = SimulatedDisk()
+    disk.mkdir("/d")
+    disk.interrupt(at, Interrupted())  # every call of the history is state-changing
+    for call, outcome in zip(history[:at], outcomes, strict=False):
+        assert perform(disk, call) is outcome
+    assert perform(disk, history[at]) is Interrupted
+    assert snapshot(disk) == snapshot(reference)
+    assert disk.operations == reference.operations
+    for call in history[at + 1 :]:  # used up: the rest runs as it would have
+        assert perform(disk, call) is perform(reference, call)
+    assert snapshot(disk) == snapshot(reference)
+
+
+# -- capacity --------------------------------------------------------------------------------
+
+
+def test_a_disk_is_unlimited_by_default() -> None:
+    disk = SimulatedDisk()
+    assert disk.capacity is None
+    assert disk.used == 0
+    disk.write("/f", bytes(10_000))
+    assert disk.used == 10_000
+
+
+def test_growth_past_the_capacity_fails_with_no_effect() -> None:
+    disk = synced_disk()  # /q/info holds b"old"
+    disk.capacity = 5
+    before = snapshot(disk)
+    refused: list[Callable[[SimulatedDisk], object]] = [
+        lambda d: d.write("/q/info", b"abc"),  # append: 6 bytes
+        lambda d: d.write("/q/info", b"abcde", 1),  # overwrites 2 bytes, adds 3
+        lambda d: d.write("/q/info", b"!", 5),  # a gap of zeros counts too
+        lambda d: d.write("/q/new", b"abc"),  # not even created
+        lambda d: d.truncate("/q/info", 6),
+    ]
+    for n, call in enumerate(refused, start=1):
+        with pytest.raises(OSError) as info:
+            call(disk)
+        assert info.value.errno == errno.ENOSPC
+        assert info.value.strerror == os.strerror(errno.ENOSPC)
+        assert info.value.filename in ("/q/info", "/q/new")
+        assert snapshot(disk) == before
+        assert disk.operations == 5 + n  # failed calls still count
+    disk.write("/q/info", b"ab")  # exactly full
+    assert disk.used == 5 == disk.capacity
+    assert disk.read("/q/info") == b"oldab"
+
+
+def test_a_full_disk_refuses_a_bad_path_with_the_path_error() -> None:
+    disk = SimulatedDisk()
+    disk.mkdir("/d")
+    disk.capacity = 0
+    with pytest.raises(FileNotFoundError):
+        disk.write("/missing/f", b"x")
+    with pytest.raises(IsADirectoryError):
+        disk.write("/d", b"x")
+    with pytest.raises(OSError) as info:
+        disk.write("/f", b"x", -1)  # EINVAL after creating the file, as without a capacity
+    assert info.value.errno == errno.EINVAL
+    assert disk.files() == {"/f": b""}
+
+
+def test_a_full_disk_allows_what_does_not_grow() -> None:
+    disk = SimulatedDisk()
+    disk.mkdir("/q")
+    disk.write("/q/a", b"aaaa")
+    disk.write("/q/b", b"bbbb")
+    disk.write("/q/c", b"cccc")
+    disk.capacity = disk.used
+    disk.write("/q/a", b"AA", 1)  # an overwrite within the file
+    disk.write("/q/a", b"")
+    disk.truncate("/q/b", 1)  # frees 3
+    disk.truncate("/q/b", 1)
+    disk.create("/q/c")  # frees 4
+    disk.unlink("/q/c")
+    disk.create("/q/empty")  # inodes are free
+    disk.mkdir("/q/sub/dir")
+    disk.lock("/q/lockfile").release()
+    assert disk.files() == {"/q/a": b"aAAa", "/q/b": b"b", "/q/empty": b"", "/q/lockfile": b""}
+    disk.write("/q/b", b"1234567")  # the 7 bytes freed
+    with pytest.raises(OSError):
+        disk.write("/q/b", b"8")
+    assert disk.used == disk.capacity == 12
+
+
+def test_replacing_a_file_frees_its_space() -> None:
+    disk = SimulatedDisk()
+    disk.write("/old", b"x" * 10)
+    disk.write("/new", b"y" * 10)
+    disk.capacity = 25
+    with pytest.raises(OSError):
+        disk.write("/more", b"z" * 10)
+    disk.replace("/new", "/old")
+    assert disk.used == 10
+    disk.write("/more", b"z" * 10)
+    assert disk.files() == {"/more": b"z" * 10, "/old": b"y" * 10}
+
+
+def test_capacity_below_used_makes_the_disk_full() -> None:
+    disk = SimulatedDisk()
+    disk.write("/f", b"0123456789")
+    disk.capacity = 4
+    assert disk.used == 10
+    with pytest.raises(OSError):
+        disk.write("/f", b"!")
+    disk.truncate("/f", 6)  # still over the capacity, but smaller
+    with pytest.raises(OSError):
+        disk.truncate("/f", 7)
+    disk.capacity = None
+    disk.write("/f", b"!")
+    assert disk.read("/f") == b"012345!"
+    with pytest.raises(ValueError, match="capacity"):
+        disk.capacity = -1
+
+
+def test_used_counts_an_inode_once() -> None:
+    disk = SimulatedDisk()
+    disk.mkdir("/a")
+    disk.mkdir("/b")
+    disk.write("/a/f", b"12345")
+    for path in ("/a/f", "/a", "/"):
+        disk.fsync(path)
+    disk.replace("/a/f", "/b/f")
+    assert disk.used == 5
+    # The state where both halves of the rename survived: one inode under two names.
+    [both] = [s for s in disk.crash_states(POWER_LOSS) if len(s.files()) == 2]
+    assert both.files() == {"/a/f": b"12345", "/b/f": b"12345"}
+    assert both.used == 5
+    both.capacity = 5
+    with pytest.raises(OSError):
+        both.write("/a/f", b"6")
+    both.unlink("/a/f")  # the other name keeps it: nothing is freed
+    assert both.used == 5
+
+
+def test_copies_keep_the_capacity_and_crash_states_have_none() -> None:
+    disk = synced_disk()
+    disk.capacity = 3
+    twin = disk.copy()
+    assert twin.capacity == 3
+    with pytest.raises(OSError):
+        twin.write("/q/info", b"!")
+    states = list(disk.crash_states(POWER_LOSS))
+    assert states
+    for state in states:
+        assert state.capacity is None
+        state.write("/q/info", b"!")
+
+
+@given(st.data())
+def test_drawn_crash_states_have_no_capacity(data: st.DataObject) -> None:
+    disk = synced_disk()
+    disk.write("/q/info", RECORD)
+    disk.capacity = disk.used
+    state = data.draw(crash_state(disk, POWER_LOSS))
+    assert state.capacity is None
+    state.write("/q/info", b"!")
+
+
+@given(st.lists(calls, max_size=10), st.integers(0, 24))
+def test_a_capacity_only_refuses_calls_that_would_overfill(
+    history: list[Call], capacity: int
+) -> None:
+    disk = SimulatedDisk()
+    disk.mkdir("/d")
+    disk.capacity = capacity
+    for call in history:
+        roomy = disk.copy()
+        roomy.capacity = None
+        outcome = perform(roomy, call)  # what the call does with room to spare
+        before = snapshot(disk)
+        if outcome is None and roomy.used > capacity:
+            name, *args = call
+            with pytest.raises(OSError) as info:
+                getattr(disk, name)(*args)
+            assert info.value.errno == errno.ENOSPC
+            assert snapshot(disk) == before
+        else:
+            assert perform(disk, call) is outcome
+            assert snapshot(disk) == snapshot(roomy)
+        assert disk.used <= capacity
+        assert disk.used == sum(len(data) for data in disk.files().values())
+    assert disk.operations == 1 + len(history)
+
+
+# -- file_type -------------------------------------------------------------------------------
+
+
+def test_file_type() -> None:
+    disk = SimulatedDisk()
+    disk.mkdir("/d")
+    disk.write("/d/f", b"x")
+    assert disk.file_type("/d/f") == "file"
+    assert disk.file_type("d//f/") == "file"
+    assert disk.file_type("/d") == "dir"
+    assert disk.file_type("/") == "dir"
+    assert disk.file_type("/d/missing") is None
+    assert disk.file_type("/missing/f") is None  # a parent is missing
+    assert disk.file_type("/d/f/x") is None  # a parent is a file
+    assert disk.operations == 2  # a read, not counted
+
+
+def test_file_type_is_a_read_that_faults_and_crashes_reach() -> None:
+    disk = SimulatedDisk()
+    disk.write("/f", b"")
+    disk.fail(0, OSError(errno.EIO, "Input/output error"), ops={"file_type"})
+    with pytest.raises(OSError):
+        disk.file_type("/f")
+    assert disk.file_type("/f") == "file"
+    disk.crash_after(0)
+    assert disk.file_type("/f") == "file"  # not a crash point
+    with pytest.raises(SimulatedCrash):
+        disk.write("/f", b"x")
+    with pytest.raises(SimulatedCrash):
+        disk.file_type("/f")
+    with pytest.raises(SimulatedCrash):
+        disk.file_type("/missing")

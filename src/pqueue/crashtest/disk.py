@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Literal, NamedTuple, NoReturn
 
 from pqueue.crashtest.models import PersistenceModel, _torn_outcomes
 from pqueue.io.fs import Lock
@@ -156,15 +156,45 @@ _MUTATING = frozenset(
 )
 _READS = frozenset(
     {
-        "exists", "is_dir", "listdir", "lock_key", "read", "release", "same_filesystem",
-        "size", "write_back",
+        "exists", "file_type", "is_dir", "listdir", "lock_key", "read", "release",
+        "same_filesystem", "size", "write_back",
     }
 )
 _disk_ids = itertools.count(1)
 
 
-class _Fault:
-    __slots__ = ("drops_writes", "error", "ops", "skip", "times")
+def _op_names(control: str, ops: AbstractSet[str] | None) -> frozenset[str] | None:
+    """``ops`` as given to ``fail`` or ``interrupt``, checked to name FileSystem methods."""
+    names = None if ops is None else frozenset(ops)
+    if names is not None and not names <= _MUTATING | _READS:
+        unknown = sorted(names - _MUTATING - _READS)
+        raise ValueError(f"{control}: no such FileSystem operation: {', '.join(unknown)}")
+    return names
+
+
+class _Trigger:
+    """Armed to go off on matching call number ``skip`` and the ``times - 1`` after it."""
+
+    __slots__ = ("ops", "skip", "times")
+
+    def __init__(self, ops: frozenset[str] | None, skip: int, times: int) -> None:
+        self.ops = ops
+        self.skip = skip
+        self.times = times
+
+    def due(self, op: str, mutating: bool) -> bool:
+        """Count a call of ``op``; whether this trigger goes off on it."""
+        if not (mutating if self.ops is None else op in self.ops):
+            return False
+        if self.skip:
+            self.skip -= 1
+            return False
+        self.times -= 1
+        return True
+
+
+class _Fault(_Trigger):
+    __slots__ = ("drops_writes", "error")
 
     def __init__(
         self,
@@ -174,11 +204,19 @@ class _Fault:
         times: int,
         drops_writes: bool,
     ) -> None:
+        super().__init__(ops, skip, times)
         self.error = error
-        self.ops = ops
-        self.skip = skip
-        self.times = times
         self.drops_writes = drops_writes
+
+
+class _Interrupt(_Trigger):
+    __slots__ = ("exception",)
+
+    def __init__(
+        self, exception: BaseException, ops: frozenset[str] | None, skip: int, times: int
+    ) -> None:
+        super().__init__(ops, skip, times)
+        self.exception = exception
 
 
 class _SimulatedLock:
@@ -218,10 +256,18 @@ class SimulatedDisk:
       name durable. A ``replace`` within one directory is one atomic entry operation; across
       directories it is a link in the destination and an unlink in the source.
 
-    Harness controls: ``crash_after`` arms a crash, ``fail`` injects errors, ``operations``
-    counts the state-changing calls made so far, ``crash_states`` and ``count_crash_states``
-    enumerate what a crash would leave, ``copy`` snapshots the whole disk and ``files`` and
-    ``dirs`` show the visible tree. These keep working after a crash.
+    Harness controls: ``crash_after`` arms a crash, ``fail`` injects errors, ``interrupt``
+    makes calls raise after taking effect (a ``KeyboardInterrupt`` landing just after a
+    system call), ``capacity`` sets the size of the disk (``used`` says how much is taken),
+    ``operations`` counts the state-changing calls made so far, ``crash_states`` and
+    ``count_crash_states`` enumerate what a crash would leave, ``copy`` snapshots the whole
+    disk and ``files`` and ``dirs`` show the visible tree. These keep working after a crash.
+
+    The disk is unlimited unless ``capacity`` is set: then a ``write`` or ``truncate`` that
+    would make the visible files take more than ``capacity`` bytes raises ``OSError``
+    (``ENOSPC``) and has no effect, while calls that do not grow a file always work, so a
+    full disk can still be cleaned up. Only file data takes space: directories, names and
+    empty files are free, and there is no limit on inodes.
 
     A disk serialises its own operations, so several threads (or several queues) may share
     one, as they would share a kernel.
@@ -238,6 +284,10 @@ class SimulatedDisk:
         self._crashed = False
         self._faults: list[_Fault] = []
         self._dropped_by: _Fault | None = None  # the fault just raised, if it drops writes
+        self._interrupts: list[_Interrupt] = []
+        self._interrupting: _Interrupt | None = None  # due at the end of the current call
+        self._armed = False  # whether there are faults or interrupts to count calls for
+        self._capacity: int | None = None
 
     # -- harness controls --------------------------------------------------------------
 
@@ -257,6 +307,15 @@ class SimulatedDisk:
     def crashed(self) -> bool:
         """Whether the crash armed by ``crash_after`` has happened."""
         return self._crashed
+
+    @property
+    def armed(self) -> int:
+        """How many faults (``fail``) and interrupts (``interrupt``) are still armed: not yet
+        raised as many times as they were asked to be. A sweep that arms one at call
+        ``after = 0, 1, 2, ...`` is done when a run leaves it armed: the code under test made
+        fewer matching calls."""
+        with self._mutex:
+            return len(self._faults) + len(self._interrupts)
 
     def crash_after(self, n: int | None) -> None:
         """Crash after ``n`` more state-changing calls (see ``operations``); ``None`` disarms.
@@ -303,12 +362,90 @@ class SimulatedDisk:
         """
         if after < 0 or times < 1:
             raise ValueError(f"fail needs after >= 0 and times >= 1, got {after}, {times}")
-        names = None if ops is None else frozenset(ops)
-        if names is not None and not names <= _MUTATING | _READS:
-            unknown = sorted(names - _MUTATING - _READS)
-            raise ValueError(f"fail: no such FileSystem operation: {', '.join(unknown)}")
+        names = _op_names("fail", ops)
         with self._mutex:
             self._faults.append(_Fault(error, names, after, times, drops_writes))
+            self._armed = True
+
+    def interrupt(
+        self,
+        after: int,
+        exception: BaseException,
+        *,
+        ops: AbstractSet[str] | None = None,
+        times: int = 1,
+    ) -> None:
+        """Make a coming call take effect, then raise ``exception`` (a copy of it).
+
+        This models an asynchronous exception landing just after a system call returned,
+        before the code under test could take note of what the call did: a
+        ``KeyboardInterrupt``, or what a signal handler raises (a ``SIGALRM`` timeout).
+        Calls are counted as by ``fail``: only the matching ones, ``ops=None`` matching the
+        state-changing calls (see ``operations``) and otherwise ``ops`` naming the methods
+        that match, reads included. Call number ``after`` (0: the next one) and the
+        ``times - 1`` matching calls after it do everything they would have done, then raise
+        a ``copy.copy`` of ``exception`` instead of returning: the effect stays, a read's
+        result is lost. An interrupted ``lock`` has taken the lock, and it stays held with
+        no way to release it, as an ``flock`` whose descriptor was never returned (copies
+        and crash states of the disk hold no locks). A call that raises an error of its own
+        (say ``FileNotFoundError``, or ``ENOSPC`` on a full disk) raises the interrupt
+        instead, with that error as its ``__context__``.
+
+        Interrupts armed by several calls count independently of each other and of the
+        faults armed by ``fail``; when two are due on one call, the one armed first is
+        raised and both are used up. A fault due on the same call wins: the call raises the
+        fault's error and has no effect, and the interrupt is used up all the same. A crash
+        armed by ``crash_after`` wins over both: the crashing call raises ``SimulatedCrash``.
+
+        ``ValueError`` unless ``after >= 0`` and ``times >= 1`` and ``ops`` names
+        ``FileSystem`` methods; ``TypeError`` if ``exception`` is not an exception instance
+        (a class such as ``KeyboardInterrupt`` is refused: pass ``KeyboardInterrupt()``).
+        """
+        if after < 0 or times < 1:
+            raise ValueError(f"interrupt needs after >= 0 and times >= 1, got {after}, {times}")
+        if not isinstance(exception, BaseException):
+            raise TypeError(f"interrupt needs an exception instance, got {exception!r}")
+        names = _op_names("interrupt", ops)
+        with self._mutex:
+            self._interrupts.append(_Interrupt(exception, names, after, times))
+            self._armed = True
+
+    @property
+    def capacity(self) -> int | None:
+        """The size of the disk in bytes; ``None`` (the default): unlimited.
+
+        Settable at any time, also below ``used``: the disk is then full and no file may
+        grow until enough is freed. When it is not ``None``, a ``write`` that extends a file
+        or a ``truncate`` that extends it, if it would make ``used`` exceed ``capacity``,
+        raises ``OSError`` with ``errno.ENOSPC`` and has no effect at all: the whole write
+        fails (a real file system may write part of the data first) and a ``write`` to a
+        missing file does not create it. The call still counts in ``operations``, as failed
+        calls do. Calls that keep or reduce the size always work: writes within a file,
+        ``truncate`` down, ``create`` over an existing file, ``unlink``, and ``replace``
+        over an existing file (which frees the replaced one). Creating an empty file or a
+        directory works on a full disk too, as inodes are not modelled. ``copy`` keeps the
+        capacity; the disks of ``crash_states`` and ``crash_state`` are unlimited.
+        ``ValueError`` if negative.
+        """
+        return self._capacity
+
+    @capacity.setter
+    def capacity(self, value: int | None) -> None:
+        if value is not None and value < 0:
+            raise ValueError(f"capacity needs to be >= 0 or None, got {value}")
+        with self._mutex:
+            self._capacity = value
+
+    @property
+    def used(self) -> int:
+        """The bytes taken: the visible size of every regular file in the visible tree.
+
+        A file reachable under two names (as in a crash state where both halves of a rename
+        across directories survived) counts once. A gap of zeros left by writing past the
+        end counts in full: files are not sparse. Directories take nothing.
+        """
+        with self._mutex:
+            return self._used()
 
     def files(self) -> dict[str, bytes]:
         """The visible content of every regular file, by absolute path, sorted by path."""
@@ -327,13 +464,15 @@ class SimulatedDisk:
     def copy(self) -> SimulatedDisk:
         """A deep, independent copy: same visible, durable and pending state.
 
-        The copy is a new disk: it holds no locks, has no crash or fault armed, is not
-        crashed even if this disk is, and its ``operations`` count starts at zero. Inode
-        numbers are kept, so torn-write garbage is the same on both.
+        The copy is a new disk: it holds no locks, has no crash, fault or interrupt armed,
+        is not crashed even if this disk is, and its ``operations`` count starts at zero. It
+        keeps the ``capacity``. Inode numbers are kept, so torn-write garbage is the same on
+        both.
         """
         with self._mutex:
             new = SimulatedDisk()
             new._next_ino = self._next_ino
+            new._capacity = self._capacity
             memo: dict[int, _Node] = {}
 
             def clone(node: _Node) -> _Node:
@@ -364,9 +503,10 @@ class SimulatedDisk:
 
         Exhaustive and without duplicates: two outcomes with the same directory tree and the
         same file contents are yielded once. Each state is a new disk whose content is all
-        durable (nothing pending, no locks held, nothing armed). The first state is the
-        visible one (nothing lost); the order is deterministic. States are generated lazily
-        from a snapshot taken now, so the disk may be used again (or be crashed) meanwhile.
+        durable (nothing pending, no locks held, nothing armed, ``capacity`` None). The first
+        state is the visible one (nothing lost); the order is deterministic. States are
+        generated lazily from a snapshot taken now, so the disk may be used again (or be
+        crashed) meanwhile.
 
         The number of states is the product of the choices of every file and directory with
         pending operations, so it grows quickly with unsynced history; draw from
@@ -396,6 +536,10 @@ class SimulatedDisk:
             )
 
     # -- the FileSystem protocol ----------------------------------------------------------
+    #
+    # Every method runs its body in ``try``/``finally`` so that an interrupt found due by
+    # ``_begin`` is raised after the body, whether it returned or raised; with nothing
+    # armed the ``finally`` costs one attribute test.
 
     def mkdir(self, path: str, mode: int = 0o777) -> None:
         """Create directory ``path`` and its missing parents (``os.makedirs(exist_ok=True)``).
@@ -404,107 +548,174 @@ class SimulatedDisk:
         ``mode`` is accepted and ignored.
         """
         with self._mutex:
-            self._begin("mkdir")
-            parts = _split(path)
-            node = self._root
-            for i, name in enumerate(parts):
-                child = node.entries.get(name)
-                if child is None:
-                    child = _Dir(self._new_ino(), {}, {}, [])
-                    node.entries[name] = child
-                    node.pending.append(_Link(name, child))
-                elif isinstance(child, _File):
-                    code = errno.EEXIST if i == len(parts) - 1 else errno.ENOTDIR
-                    raise _error(code, path)
-                node = child
+            try:
+                self._begin("mkdir")
+                parts = _split(path)
+                node = self._root
+                for i, name in enumerate(parts):
+                    child = node.entries.get(name)
+                    if child is None:
+                        child = _Dir(self._new_ino(), {}, {}, [])
+                        node.entries[name] = child
+                        node.pending.append(_Link(name, child))
+                    elif isinstance(child, _File):
+                        code = errno.EEXIST if i == len(parts) - 1 else errno.ENOTDIR
+                        raise _error(code, path)
+                    node = child
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def listdir(self, path: str) -> list[str]:
         """The names in directory ``path``."""
         with self._mutex:
-            self._begin_read("listdir")
-            node = self._lookup(_split(path), path)
-            if isinstance(node, _File):
-                raise _error(errno.ENOTDIR, path)
-            return list(node.entries)
+            try:
+                self._begin_read("listdir")
+                node = self._lookup(_split(path), path)
+                if isinstance(node, _File):
+                    raise _error(errno.ENOTDIR, path)
+                return list(node.entries)
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def exists(self, path: str) -> bool:
         """Whether a file or directory exists at ``path``."""
         with self._mutex:
-            self._begin_read("exists")
             try:
-                self._lookup(_split(path), path)
-            except OSError:
-                return False
-            return True
+                self._begin_read("exists")
+                try:
+                    self._lookup(_split(path), path)
+                except OSError:
+                    return False
+                return True
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def is_dir(self, path: str) -> bool:
         """Whether ``path`` exists and is a directory."""
         with self._mutex:
-            self._begin_read("is_dir")
             try:
-                node = self._lookup(_split(path), path)
-            except OSError:
-                return False
-            return isinstance(node, _Dir)
+                self._begin_read("is_dir")
+                try:
+                    node = self._lookup(_split(path), path)
+                except OSError:
+                    return False
+                return isinstance(node, _Dir)
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
+
+    def file_type(self, path: str) -> Literal["file", "dir"] | None:
+        """What is at ``path``, without following a symlink: ``"file"``, ``"dir"`` or ``None``.
+
+        ``"file"`` for a regular file, ``"dir"`` for a directory, and ``None`` when nothing
+        is there, including when a parent is missing or is a file (no ``OSError`` for
+        those). The real file system (``OsFileSystem``) can also answer ``"symlink"`` (for a
+        symbolic link, which it does not follow) and ``"other"`` (a FIFO, a socket or a
+        device); the simulated disk has none of those, so it returns only the subset that
+        can exist on it.
+        """
+        with self._mutex:
+            try:
+                self._begin_read("file_type")
+                try:
+                    node = self._lookup(_split(path), path)
+                except OSError:
+                    return None
+                return "dir" if isinstance(node, _Dir) else "file"
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def size(self, path: str) -> int:
         """The visible size of file ``path``."""
         with self._mutex:
-            self._begin_read("size")
-            return len(self._file(path).data)
+            try:
+                self._begin_read("size")
+                return len(self._file(path).data)
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
         """Up to ``size`` bytes (all if negative) of file ``path`` from ``offset``."""
         with self._mutex:
-            self._begin_read("read")
-            data = self._file(path).data
-            if offset < 0:
-                raise _error(errno.EINVAL, path)
-            end = len(data) if size < 0 else offset + size
-            return bytes(data[offset:end])
+            try:
+                self._begin_read("read")
+                data = self._file(path).data
+                if offset < 0:
+                    raise _error(errno.EINVAL, path)
+                end = len(data) if size < 0 else offset + size
+                return bytes(data[offset:end])
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def write(self, path: str, data: bytes, offset: int | None = None) -> None:
         """Write ``data`` at ``offset`` (``None``: at the end), creating the file if missing.
 
         Writing past the end leaves a gap of zeros. Writing ``b""`` creates the file if
         missing and changes nothing else. A negative ``offset`` raises ``OSError`` (EINVAL)
-        after creating the file, as ``open`` then ``pwrite`` do.
+        after creating the file, as ``open`` then ``pwrite`` do. A write that would take the
+        disk past its ``capacity`` raises ``OSError`` (ENOSPC) and does nothing.
         """
         with self._mutex:
-            self._begin("write")
-            node = self._open(path)
-            if offset is None:
-                offset = len(node.data)
-            elif offset < 0:
-                raise _error(errno.EINVAL, path)
-            if not data:
-                return
-            op = _Write(offset, bytes(data))
-            _apply_data(_mutable(node), op)
-            node.pending.append(op)
+            try:
+                self._begin("write")
+                if self._capacity is not None and data and (offset is None or offset >= 0):
+                    self._reserve_write(path, offset, len(data))
+                node = self._open(path)
+                if offset is None:
+                    offset = len(node.data)
+                elif offset < 0:
+                    raise _error(errno.EINVAL, path)
+                if not data:
+                    return
+                op = _Write(offset, bytes(data))
+                _apply_data(_mutable(node), op)
+                node.pending.append(op)
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def create(self, path: str) -> None:
         """Create ``path`` empty; an existing file is truncated to zero (a data operation)."""
         with self._mutex:
-            self._begin("create")
-            parts = _split(path)
-            existed = self._exists(parts)
-            node = self._open(path)
-            if existed:
-                op = _Truncate(0)
-                _apply_data(_mutable(node), op)
-                node.pending.append(op)
+            try:
+                self._begin("create")
+                parts = _split(path)
+                existed = self._exists(parts)
+                node = self._open(path)
+                if existed:
+                    op = _Truncate(0)
+                    _apply_data(_mutable(node), op)
+                    node.pending.append(op)
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def truncate(self, path: str, size: int) -> None:
-        """Cut, or extend with zeros, existing file ``path`` to ``size`` bytes."""
+        """Cut, or extend with zeros, existing file ``path`` to ``size`` bytes.
+
+        Extending it past the disk's ``capacity`` raises ``OSError`` (ENOSPC) and does
+        nothing.
+        """
         with self._mutex:
-            self._begin("truncate")
-            if size < 0:
-                raise _error(errno.EINVAL, path)
-            node = self._file(path)
-            op = _Truncate(size)
-            _apply_data(_mutable(node), op)
-            node.pending.append(op)
+            try:
+                self._begin("truncate")
+                if size < 0:
+                    raise _error(errno.EINVAL, path)
+                node = self._file(path)
+                if self._capacity is not None and size > len(node.data):
+                    self._reserve(size - len(node.data), path)
+                op = _Truncate(size)
+                _apply_data(_mutable(node), op)
+                node.pending.append(op)
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def fsync(self, path: str) -> None:
         """Make the data operations of file ``path`` durable (not its name: see fsync_dir).
@@ -513,36 +724,44 @@ class SimulatedDisk:
         """
         with self._mutex:
             try:
-                self._begin("fsync")
-            except OSError:
-                if self._dropped_by is not None:
-                    # The pages the fsync covered were marked clean after the write-back
-                    # error: their writes will never reach the disk, though reads still
-                    # return them, and a later fsync makes only later writes durable.
-                    self._dropped_by = None
-                    node = self._lookup(_split(path), path)
-                    if isinstance(node, _File):
-                        node.pending.clear()
-                raise
-            node = self._lookup(_split(path), path)
-            if isinstance(node, _Dir):
-                node.durable = dict(node.entries)
-            else:
-                buf = bytearray(node.durable)
-                for op in node.pending:
-                    _apply_data(buf, op)
-                node.durable = bytes(buf)
-            node.pending.clear()
+                try:
+                    self._begin("fsync")
+                except OSError:
+                    if self._dropped_by is not None:
+                        # The pages the fsync covered were marked clean after the write-back
+                        # error: their writes will never reach the disk, though reads still
+                        # return them, and a later fsync makes only later writes durable.
+                        self._dropped_by = None
+                        node = self._lookup(_split(path), path)
+                        if isinstance(node, _File):
+                            node.pending.clear()
+                    raise
+                node = self._lookup(_split(path), path)
+                if isinstance(node, _Dir):
+                    node.durable = dict(node.entries)
+                else:
+                    buf = bytearray(node.durable)
+                    for op in node.pending:
+                        _apply_data(buf, op)
+                    node.durable = bytes(buf)
+                node.pending.clear()
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def fsync_dir(self, path: str) -> None:
         """Make the entry operations of directory ``path`` durable."""
         with self._mutex:
-            self._begin("fsync_dir")
-            node = self._lookup(_split(path), path)
-            if isinstance(node, _File):
-                raise _error(errno.ENOTDIR, path)
-            node.durable = dict(node.entries)
-            node.pending.clear()
+            try:
+                self._begin("fsync_dir")
+                node = self._lookup(_split(path), path)
+                if isinstance(node, _File):
+                    raise _error(errno.ENOTDIR, path)
+                node.durable = dict(node.entries)
+                node.pending.clear()
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def write_back(self, path: str) -> None:
         """Start writing ``path`` back: changes nothing that is durable or visible.
@@ -552,8 +771,12 @@ class SimulatedDisk:
         here is crashing before the next operation.)
         """
         with self._mutex:
-            self._begin_read("write_back")
-            self._lookup(_split(path), path)
+            try:
+                self._begin_read("write_back")
+                self._lookup(_split(path), path)
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def replace(self, src: str, dst: str) -> None:
         """Rename ``src`` to ``dst`` atomically, replacing ``dst`` (``os.replace``).
@@ -561,53 +784,61 @@ class SimulatedDisk:
         Directories can be renamed too, over a missing or empty directory.
         """
         with self._mutex:
-            self._begin("replace")
-            sparts, dparts = _split(src), _split(dst)
-            sdir, sname = self._parent(sparts, src, dst)
-            ddir, dname = self._parent(dparts, src, dst)
-            if not sparts or not dparts:
-                raise _error(errno.EBUSY, src, dst)
-            node = sdir.entries.get(sname)
-            if node is None:
-                raise _error(errno.ENOENT, src, dst)
-            if len(dparts) > len(sparts) and dparts[: len(sparts)] == sparts:
-                raise _error(errno.EINVAL, src, dst)
-            if len(sparts) > len(dparts) and sparts[: len(dparts)] == dparts:
-                raise _error(errno.ENOTEMPTY, src, dst)
-            target = ddir.entries.get(dname)
-            if target is node:
-                return
-            if target is not None:
-                if isinstance(target, _Dir):
-                    if isinstance(node, _File):
-                        raise _error(errno.EISDIR, src, dst)
-                    if target.entries:
-                        raise _error(errno.ENOTEMPTY, src, dst)
-                elif isinstance(node, _Dir):
-                    raise _error(errno.ENOTDIR, src, dst)
-            if sdir is ddir:
-                del sdir.entries[sname]
-                sdir.entries[dname] = node
-                sdir.pending.append(_Rename(sname, dname))
-            else:
-                ddir.entries[dname] = node
-                ddir.pending.append(_Link(dname, node))
-                del sdir.entries[sname]
-                sdir.pending.append(_Unlink(sname))
+            try:
+                self._begin("replace")
+                sparts, dparts = _split(src), _split(dst)
+                sdir, sname = self._parent(sparts, src, dst)
+                ddir, dname = self._parent(dparts, src, dst)
+                if not sparts or not dparts:
+                    raise _error(errno.EBUSY, src, dst)
+                node = sdir.entries.get(sname)
+                if node is None:
+                    raise _error(errno.ENOENT, src, dst)
+                if len(dparts) > len(sparts) and dparts[: len(sparts)] == sparts:
+                    raise _error(errno.EINVAL, src, dst)
+                if len(sparts) > len(dparts) and sparts[: len(dparts)] == dparts:
+                    raise _error(errno.ENOTEMPTY, src, dst)
+                target = ddir.entries.get(dname)
+                if target is node:
+                    return
+                if target is not None:
+                    if isinstance(target, _Dir):
+                        if isinstance(node, _File):
+                            raise _error(errno.EISDIR, src, dst)
+                        if target.entries:
+                            raise _error(errno.ENOTEMPTY, src, dst)
+                    elif isinstance(node, _Dir):
+                        raise _error(errno.ENOTDIR, src, dst)
+                if sdir is ddir:
+                    del sdir.entries[sname]
+                    sdir.entries[dname] = node
+                    sdir.pending.append(_Rename(sname, dname))
+                else:
+                    ddir.entries[dname] = node
+                    ddir.pending.append(_Link(dname, node))
+                    del sdir.entries[sname]
+                    sdir.pending.append(_Unlink(sname))
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def unlink(self, path: str) -> None:
         """Remove file ``path`` (``IsADirectoryError`` for a directory)."""
         with self._mutex:
-            self._begin("unlink")
-            parts = _split(path)
-            parent, name = self._parent(parts, path)
-            node = parent.entries.get(name) if parts else self._root
-            if node is None:
-                raise _error(errno.ENOENT, path)
-            if isinstance(node, _Dir):
-                raise _error(errno.EISDIR, path)
-            del parent.entries[name]
-            parent.pending.append(_Unlink(name))
+            try:
+                self._begin("unlink")
+                parts = _split(path)
+                parent, name = self._parent(parts, path)
+                node = parent.entries.get(name) if parts else self._root
+                if node is None:
+                    raise _error(errno.ENOENT, path)
+                if isinstance(node, _Dir):
+                    raise _error(errno.EISDIR, path)
+                del parent.entries[name]
+                parent.pending.append(_Unlink(name))
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def lock(self, path: str) -> Lock:
         """Lock file ``path`` (created if missing) for this disk's users.
@@ -617,35 +848,51 @@ class SimulatedDisk:
         counts as a state-changing call; locking an existing file does not.
         """
         with self._mutex:
-            if self._crashed:
-                raise SimulatedCrash("the disk has crashed")
-            self._begin("lock", mutating=not self._exists(_split(path)))
-            node = self._open(path)
-            if node.ino in self._locked:
-                raise BlockingIOError(errno.EWOULDBLOCK, f"{path} is locked by another holder")
-            self._locked.add(node.ino)
-            return _SimulatedLock(self, node.ino)
+            try:
+                if self._crashed:
+                    raise SimulatedCrash("the disk has crashed")
+                self._begin("lock", mutating=not self._exists(_split(path)))
+                node = self._open(path)
+                if node.ino in self._locked:
+                    raise BlockingIOError(errno.EWOULDBLOCK, f"{path} is locked by another holder")
+                self._locked.add(node.ino)
+                return _SimulatedLock(self, node.ino)
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def lock_key(self, path: str) -> Hashable:
         """``(a number unique to this disk, the normalised path)`` of existing ``path``."""
         with self._mutex:
-            self._begin_read("lock_key")
-            parts = _split(path)
-            self._lookup(parts, path)
-            return (self._uid, _join(parts))
+            try:
+                self._begin_read("lock_key")
+                parts = _split(path)
+                self._lookup(parts, path)
+                return (self._uid, _join(parts))
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def same_filesystem(self, a: str, b: str) -> bool:
         """``True``: existing paths of one disk are on one file system."""
         with self._mutex:
-            self._begin_read("same_filesystem")
-            self._lookup(_split(a), a)
-            self._lookup(_split(b), b)
-            return True
+            try:
+                self._begin_read("same_filesystem")
+                self._lookup(_split(a), a)
+                self._lookup(_split(b), b)
+                return True
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     def release(self, path: str) -> None:
         """Nothing to release: the disk keeps no handles."""
         with self._mutex:
-            self._begin_read("release")
+            try:
+                self._begin_read("release")
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
 
     # -- internals -----------------------------------------------------------------------
 
@@ -655,7 +902,7 @@ class SimulatedDisk:
         return ino
 
     def _begin(self, op: str, *, mutating: bool = True) -> None:
-        """The gate every call passes: the crash, the operation count, injected faults."""
+        """The gate every call passes: the crash, the operation count, faults, interrupts."""
         if self._crashed:
             raise SimulatedCrash("the disk has crashed")
         if mutating:
@@ -666,27 +913,68 @@ class SimulatedDisk:
                     raise SimulatedCrash(f"simulated crash at {op} #{self._operations + 1}")
                 self._countdown -= 1
             self._operations += 1
-        if self._faults:
+        if self._armed:
             self._inject(op, mutating)
 
     def _begin_read(self, op: str) -> None:
-        if self._crashed or self._faults:
+        if self._crashed or self._armed:
             self._begin(op, mutating=False)
 
     def _inject(self, op: str, mutating: bool) -> None:
-        due: list[_Fault] = []
-        for fault in self._faults:
-            if not (mutating if fault.ops is None else op in fault.ops):
-                continue
-            if fault.skip:
-                fault.skip -= 1
-            else:
-                fault.times -= 1
-                due.append(fault)
-        if due:
-            self._faults = [fault for fault in self._faults if fault.times > 0]
-            self._dropped_by = due[0] if due[0].drops_writes else None
-            raise _copy.copy(due[0].error)
+        """Count the call for every fault and interrupt: raise a fault, or note an interrupt.
+
+        Every trigger counts the call, so one that is due is used up even when another wins.
+        """
+        interrupts = [it for it in self._interrupts if it.due(op, mutating)]
+        faults = [fault for fault in self._faults if fault.due(op, mutating)]
+        if not (interrupts or faults):
+            return
+        self._interrupts = [it for it in self._interrupts if it.times > 0]
+        self._faults = [fault for fault in self._faults if fault.times > 0]
+        self._armed = bool(self._interrupts or self._faults)
+        if faults:
+            self._dropped_by = faults[0] if faults[0].drops_writes else None
+            raise _copy.copy(faults[0].error)
+        self._interrupting = interrupts[0]
+
+    def _deliver(self) -> NoReturn:
+        """Raise the interrupt that was due on the call now ending."""
+        interrupt, self._interrupting = self._interrupting, None
+        assert interrupt is not None
+        raise _copy.copy(interrupt.exception)
+
+    def _used(self) -> int:
+        total = 0
+        seen: set[int] = set()
+        todo: list[_Node] = [self._root]
+        while todo:
+            node = todo.pop()
+            if isinstance(node, _Dir):
+                todo.extend(node.entries.values())
+            elif node.ino not in seen:
+                seen.add(node.ino)
+                total += len(node.data)
+        return total
+
+    def _reserve(self, growth: int, path: str) -> None:
+        """``ENOSPC`` unless ``growth`` more bytes fit within the capacity."""
+        capacity = self._capacity
+        if capacity is not None and growth > 0 and self._used() + growth > capacity:
+            raise _error(errno.ENOSPC, path)
+
+    def _reserve_write(self, path: str, offset: int | None, length: int) -> None:
+        """``_reserve`` the growth of writing ``length`` bytes to ``path`` at ``offset``.
+
+        A path that cannot be opened is left for ``_open`` to refuse with its own error.
+        """
+        parts = _split(path)
+        parent, name = self._parent(parts, path)
+        node = parent.entries.get(name) if parts else self._root
+        if isinstance(node, _Dir):
+            return
+        size = 0 if node is None else len(node.data)
+        end = (size if offset is None else offset) + length
+        self._reserve(end - size, path)
 
     def _lookup(self, parts: tuple[str, ...], path: str) -> _Node:
         node: _Node = self._root

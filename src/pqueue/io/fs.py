@@ -24,9 +24,13 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Hashable
-from typing import Protocol, cast, runtime_checkable
+from typing import Literal, Protocol, cast, runtime_checkable
 
-__all__ = ["FileSystem", "Lock", "OsFileSystem"]
+__all__ = ["FileKind", "FileSystem", "Lock", "OsFileSystem"]
+
+FileKind = Literal["file", "dir", "symlink", "other"]
+"""What ``FileSystem.file_type`` finds: a regular file, a directory, a symbolic link, or
+anything else (a FIFO, a socket, a device)."""
 
 
 @runtime_checkable
@@ -58,6 +62,10 @@ class FileSystem(Protocol):
 
     def is_dir(self, path: str) -> bool:
         """Whether ``path`` exists and is a directory."""
+        ...
+
+    def file_type(self, path: str) -> FileKind | None:
+        """What is at ``path``, not following a symbolic link (None when nothing is)."""
         ...
 
     def size(self, path: str) -> int:
@@ -124,7 +132,9 @@ class FileSystem(Protocol):
         """Take an exclusive, non-blocking lock on file ``path``, creating it if missing.
 
         Raises ``BlockingIOError`` at once if another holder has it. The lock is released by
-        ``Lock.release()`` or when the process ends.
+        ``Lock.release()`` or when the process ends. A child process forked while the lock is
+        held must never release it for its parent: ``release()`` in the child only lets go
+        of the child's handle.
         """
         ...
 
@@ -148,18 +158,47 @@ class FileSystem(Protocol):
 
 
 class _FlockLock:
-    __slots__ = ("_fd",)
+    """A ``flock`` on an open file description. A process forked while it is held shares
+    that description, so unlocking it there would unlock the parent: in any process but the
+    one that took it, ``release()`` only closes that process's descriptor, which leaves the
+    parent's lock in place."""
+
+    __slots__ = ("_fd", "_pid")
 
     def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
+        self._pid = os.getpid()
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
+        if fd is None:
+            return
+        try:
+            if os.getpid() == self._pid:
                 fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
+        finally:
+            os.close(fd)
+
+
+# Queue files are opened without following a symbolic link and without blocking (a FIFO put
+# in place of one would block an open for reading forever), then checked to be regular.
+# O_NONBLOCK changes nothing for a regular file.
+_SAFE = os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+def _open_regular(path: str, flags: int, mode: int = 0o600, *, dirs: bool = False) -> int:
+    """``os.open`` of a regular file (or, with ``dirs``, a directory); anything else is an
+    ``OSError`` naming ``path``."""
+    fd = os.open(path, flags | _SAFE, mode)
+    try:
+        st = os.fstat(fd)
+        if not (stat.S_ISREG(st.st_mode) or (dirs and stat.S_ISDIR(st.st_mode))):
+            code = errno.EISDIR if stat.S_ISDIR(st.st_mode) else errno.EINVAL
+            raise OSError(code, f"{os.strerror(code)} (not a regular file)", path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class OsFileSystem:
@@ -176,7 +215,7 @@ class OsFileSystem:
     def _fd(self, path: str) -> int:
         fd = self._fds.get(path)
         if fd is None:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = _open_regular(path, os.O_RDWR | os.O_CREAT)
             self._fds[path] = fd
         return fd
 
@@ -192,6 +231,19 @@ class OsFileSystem:
     def is_dir(self, path: str) -> bool:
         return os.path.isdir(path)
 
+    def file_type(self, path: str) -> FileKind | None:
+        try:
+            mode = os.lstat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if stat.S_ISREG(mode):
+            return "file"
+        if stat.S_ISDIR(mode):
+            return "dir"
+        if stat.S_ISLNK(mode):
+            return "symlink"
+        return "other"
+
     def size(self, path: str) -> int:
         fd = self._fds.get(path)
         if fd is not None:
@@ -204,7 +256,7 @@ class OsFileSystem:
         fd = self._fds.get(path)
         if fd is not None:
             return _pread(fd, path, offset, size)
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open_regular(path, os.O_RDONLY)
         try:
             return _pread(fd, path, offset, size)
         finally:
@@ -226,7 +278,7 @@ class OsFileSystem:
 
     def create(self, path: str) -> None:
         self.release(path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fd = _open_regular(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
         self._fds[path] = fd
 
     def truncate(self, path: str, size: int) -> None:
@@ -239,7 +291,7 @@ class OsFileSystem:
     def fsync(self, path: str) -> None:
         fd = self._fds.get(path)
         if fd is None:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = _open_regular(path, os.O_RDONLY, dirs=True)
             try:
                 _fdatasync(fd)
             finally:
@@ -252,7 +304,7 @@ class OsFileSystem:
         if fd is not None:
             _start_write_back(fd, path)
             return
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open_regular(path, os.O_RDONLY, dirs=True)
         try:
             _start_write_back(fd, path)
         finally:
@@ -277,7 +329,7 @@ class OsFileSystem:
         os.unlink(path)
 
     def lock(self, path: str) -> Lock:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = _open_regular(path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
