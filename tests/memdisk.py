@@ -31,9 +31,12 @@ DIRECTORY = "/q"
 
 
 def config(
-    *, chunksize: int = 4, durability: str = "fsync", serializer: str = "pickle", **policy: Any
+    *, chunksize: int = 4, durability: str = "fsync", serializer: str = "pickle",
+    salt: int = 0x5A17, **policy: Any,
 ) -> Config:
-    """A Config for ``/q`` with the default policy of ``durability`` changed by ``policy``."""
+    """A Config for ``/q`` with the default policy of ``durability`` changed by ``policy``
+    (no reclaim timer: the core has none; the Queue runs it)."""
+    policy.setdefault("reclaim_after", None)
     assert durability in ("fsync", "flush")
     base = default_policy("fsync" if durability == "fsync" else "flush")
     return Config(
@@ -43,6 +46,7 @@ def config(
         serializer=serializer,
         temp_path=f"{DIRECTORY}/info.tmp",
         policy=attrs.evolve(base, **policy),
+        salt=salt,
     )
 
 
@@ -85,7 +89,8 @@ class MemDisk:
         return sorted(n for n in self.names() if n.startswith("q"))
 
     def recover(self, cfg: Config) -> QueueState:
-        """Open the queue on this disk: recover, apply the repairs, return the state."""
+        """Open the queue on this disk as the shell does: recover, apply the repairs,
+        preallocate the ack log, checkpoint; return the state."""
         obs = transitions.Observation(
             names=self.names(),
             info=bytes(self.files[cfg.info_path]) if cfg.info_path in self.files else None,
@@ -103,8 +108,13 @@ class MemDisk:
                     temp_exists=obs.temp_exists, chunks=chunks,
                 )
                 continue
-            state, effects = outcome
-            self.apply(effects)
+            self.apply(outcome.repairs)
+            state = outcome.state
+            reserve = transitions.reserve_acks(state, outcome.ack_size)
+            if reserve is not None:
+                state = self.run(reserve)
+            if outcome.checkpoint:
+                state = self.run(transitions.checkpoint(state))
             return state
 
     def run(self, step: transitions.Step) -> QueueState:
@@ -112,12 +122,26 @@ class MemDisk:
         self.apply(effects)
         return state
 
+    def put(self, state: QueueState, payload: bytes) -> QueueState:
+        """Put as the shell does: the put, then a checkpoint if one is due."""
+        state = self.run(transitions.put(state, payload))
+        if transitions.wants_checkpoint(state):
+            state = self.run(transitions.checkpoint(state))
+        return state
+
+    def ack(self, state: QueueState, seq: int) -> QueueState:
+        """Acknowledge as the shell does: the ack, then a checkpoint if one is due."""
+        state = self.run(transitions.ack(state, seq))
+        if transitions.wants_checkpoint(state):
+            state = self.run(transitions.checkpoint(state))
+        return state
+
     def deliver(self, state: QueueState) -> tuple[QueueState, int, bytes]:
         """Read the record at ``state.read`` and deliver it (skipping acknowledged ones)."""
         while True:
             cs = state.config.chunksize
             data = bytes(self.files[chunk_path(state.config, state.read // cs)])
-            rec = decode(data, state.read_offset, ITEM_MAGIC)
+            rec = decode(data, state.read_offset, ITEM_MAGIC, state.config.salt)
             assert isinstance(rec, Record), rec
             state, delivered = transitions.deliver(state, rec.seq, rec.end)
             if delivered:

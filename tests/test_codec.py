@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import struct
+import zlib
 
 import pytest
 from hypothesis import given
@@ -29,6 +30,7 @@ from pqueue.core.codec import (
     encode_ack,
     encode_info,
     find_record,
+    scan_acks,
 )
 from pqueue.core.errors import CorruptQueueError, LegacyFormatError, UnsupportedFormatError
 
@@ -127,6 +129,21 @@ def test_find_record_skips_garbage_and_zeros() -> None:
     assert find_record(bytes(100) + b"\xd1" * 40, 0, ITEM_MAGIC) is None
 
 
+@given(seqs, payloads, st.integers(min_value=0, max_value=2**32 - 1))
+def test_a_salted_frame_is_valid_only_with_its_salt(seq: int, payload: bytes, salt: int) -> None:
+    frame = encode(ITEM_MAGIC, seq, payload, salt)
+    assert decode(frame, 0, ITEM_MAGIC, salt) == Record(seq, HEADER_SIZE, len(frame))
+    assert decode_block(frame, 0, ITEM_MAGIC, 1, salt) == [(seq, len(frame), payload)]
+    other = salt ^ 0x1
+    assert decode(frame, 0, ITEM_MAGIC, other) == Corrupt(0, "checksum mismatch")
+    assert decode_block(frame, 0, ITEM_MAGIC, 1, other) == []
+    assert find_record(frame, 0, ITEM_MAGIC, other) is None
+
+
+def test_salt_0_is_the_unsalted_frame_of_format_version_1() -> None:
+    assert encode(ITEM_MAGIC, 3, b"abc", 0) == encode(ITEM_MAGIC, 3, b"abc")
+
+
 @given(st.integers(min_value=0, max_value=2**40), st.lists(seqs, max_size=20))
 def test_ack_records_decode_in_their_generation_only(generation: int, acked: list[int]) -> None:
     log = b"".join(encode_ack(generation, s) for s in acked)
@@ -135,7 +152,10 @@ def test_ack_records_decode_in_their_generation_only(generation: int, acked: lis
     assert decode_acks(log, generation + 1) == []
     if generation:
         older = encode_ack(generation - 1, 5)
-        assert decode_acks(log + older + encode_ack(generation, 9), generation) == acked
+        assert decode_acks(log + older, generation) == acked  # the end of this generation
+        # A record of this generation after the end is damage: it counts, and is reported.
+        scan = scan_acks(log + older + encode_ack(generation, 9), generation)
+        assert scan == ([*acked, 9], len(log) + 2 * ACK_RECORD_SIZE, [len(log)])
 
 
 def test_encode_ack_is_the_generic_frame() -> None:
@@ -145,6 +165,21 @@ def test_encode_ack_is_the_generic_frame() -> None:
 def test_a_torn_ack_record_ends_the_log() -> None:
     torn = encode_ack(1, 0x0102030405060708)[:-3] + bytes(3)
     assert decode_acks(encode_ack(1, 10) + torn, 1) == [10]
+    scan = scan_acks(encode_ack(1, 10) + torn + bytes(100), 1)
+    assert scan == (([10], ACK_RECORD_SIZE, []))  # the torn last record is no damage
+
+
+def test_the_ack_log_scan_tells_a_torn_end_from_damage_before_later_records() -> None:
+    records = [encode_ack(4, seq) for seq in (7, 8, 9)]
+    stale = encode_ack(3, 100) * 3  # an older generation, rewritten from the start
+    log = b"".join(records) + stale + bytes(50)
+    assert scan_acks(log, 4) == ([7, 8, 9], 3 * ACK_RECORD_SIZE, [])
+    flipped = bytearray(log)
+    flipped[ACK_RECORD_SIZE + 20] ^= 0x10  # record 8 damaged, 9 follows
+    assert scan_acks(bytes(flipped), 4) == ([7, 9], 3 * ACK_RECORD_SIZE, [ACK_RECORD_SIZE])
+    zeroed = bytes(ACK_RECORD_SIZE) + log[ACK_RECORD_SIZE:]  # the first record zeroed
+    assert scan_acks(zeroed, 4) == ([8, 9], 3 * ACK_RECORD_SIZE, [0])
+    assert scan_acks(b"", 4) == ([], 0, [])
 
 
 # --- info -------------------------------------------------------------------------------------
@@ -155,22 +190,34 @@ INFO = Info(
     durability="fsync",
     head=InfoCursor(25, 170),
     tail=12,
-    acked=(14, 20),
+    acked=((14, 15), (20, 23)),
     ack_generation=3,
+    salt=0xC0FFEE,
+    ack_log=4096,
 )
 
 
 def test_info_round_trips() -> None:
     assert decode_info(encode_info(INFO), "/q/info") == INFO
     raw = json.loads(encode_info(INFO))
-    assert raw["format"] == "pqueue" and raw["version"] == 1
+    assert raw["format"] == "pqueue" and raw["version"] == 2
     assert raw["head"] == {"seq": 25, "offset": 170}
+    assert raw["acked"] == [[14, 15], [20, 23]]
+    assert list(raw)[-1] == "crc32"
+
+
+def _signed(raw: dict[str, object]) -> bytes:
+    """``raw`` as an info file with a checksum that matches: for testing what the checks
+    after the checksum refuse."""
+    raw = {k: v for k, v in raw.items() if k != "crc32"}
+    body = json.dumps(raw, separators=(",", ":")).encode()[:-1]
+    return body + b',"crc32":' + str(zlib.crc32(body)).encode() + b"}\n"
 
 
 def _info_with(**changes: object) -> bytes:
     raw = json.loads(encode_info(INFO))
     raw.update(changes)
-    return json.dumps(raw).encode()
+    return _signed(raw)
 
 
 @pytest.mark.parametrize(
@@ -182,18 +229,40 @@ def _info_with(**changes: object) -> bytes:
         (b"\xff\xfe garbage \x01", "not valid JSON"),
         (b"[1, 2, 3]", "not a pqueue checkpoint"),
         (b'{"format": "other"}', "not a pqueue checkpoint"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"format":"pqueue","version":2,"x":' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+         "nested too deeply"),
         (_info_with(extra=1), "invalid checkpoint"),
         (_info_with(tail="12"), "invalid checkpoint"),
         (_info_with(chunksize=1.5), "invalid checkpoint"),
         (_info_with(durability="sometimes"), "invalid checkpoint"),
         (_info_with(head={"seq": 25}), "invalid checkpoint"),
+        (_info_with(acked=[14, 20]), "invalid checkpoint"),
+        (_info_with(acked=[[14]]), "invalid checkpoint"),
         (_info_with(chunksize=0), "chunksize 0"),
+        (_info_with(chunksize=2**40), "chunksize"),
         (_info_with(tail=26), "tail 26 outside"),
-        (_info_with(acked=[20, 14]), "out of order"),
-        (_info_with(acked=[11]), "out of order"),
+        (_info_with(acked=[[20, 21], [14, 15]]), "out of order"),
+        (_info_with(acked=[[11, 13]]), "out of order"),
+        (_info_with(acked=[[14, 15], [15, 16]]), "out of order"),
+        (_info_with(acked=[[14, 14]]), "empty"),
+        (_info_with(acked=[[20, 26]]), "outside"),
         (_info_with(head={"seq": 20, "offset": 5}), "starts a chunk"),
         (_info_with(head={"seq": 25, "offset": 3}), "too small"),
-        (_info_with(ack_generation=-1), "negative ack generation"),
+        (_info_with(head={"seq": 2**64 + 4, "offset": 170}), "outside 0..2\\*\\*62"),
+        (_info_with(ack_generation=-1), "ack generation -1 outside"),
+        (_info_with(ack_generation=2**64 - 1), "ack generation .* outside"),
+        (_info_with(salt=2**32), "salt"),
+        (_info_with(ack_log=-5), "ack log size"),
+        (encode_info(INFO).replace(b'"tail":12', b'"tail":' + b"9" * 5000),
+         "not valid JSON|checksum mismatch"),
+        (encode_info(INFO).replace(b'"tail":12', b'"tail":17'), "checksum mismatch"),
+        (encode_info(INFO).replace(b'"ack_generation":3', b'"ack_generation":2'),
+         "checksum mismatch"),
+        (encode_info(INFO).replace(b',"crc32":', b',"crc":'), "invalid checkpoint|no checksum"),
+        (json.dumps({k: v for k, v in json.loads(encode_info(INFO)).items() if k != "crc32"})
+         .encode(), "no checksum"),
+        (encode_info(INFO).rstrip(b"\n") + b"  \n", "not the info file's end"),
     ],
 )
 def test_a_bad_info_file_is_a_clear_error(data: bytes, reason: str) -> None:
@@ -203,9 +272,47 @@ def test_a_bad_info_file_is_a_clear_error(data: bytes, reason: str) -> None:
     assert "/q/info" in str(raised.value)
 
 
+def test_an_info_file_of_format_version_1_is_still_read() -> None:
+    v1 = (
+        b'{"format":"pqueue","version":1,"chunksize":10,"serializer":"pickle",'
+        b'"durability":"fsync","head":{"seq":25,"offset":170},"tail":12,'
+        b'"acked":[14,20,21,22],"ack_generation":3}\n'
+    )
+    info = decode_info(v1, "/q/info")
+    assert info.acked == ((14, 15), (20, 23))
+    assert (info.salt, info.ack_log, info.version) == (0, 0, 2)
+    with pytest.raises(CorruptQueueError, match="out of order"):
+        decode_info(v1.replace(b"[14,20,21,22]", b"[20,14]"), "/q/info")
+    with pytest.raises(CorruptQueueError, match="acked must be a list"):
+        decode_info(v1.replace(b"[14,20,21,22]", b'"x"'), "/q/info")
+
+
+@given(
+    st.builds(
+        Info,
+        chunksize=st.integers(1, 1000),
+        serializer=st.text(max_size=20),
+        durability=st.sampled_from(["fsync", "flush"]),
+        head=st.just(InfoCursor(0, 0)),
+        tail=st.just(0),
+        ack_generation=st.integers(0, 2**62 - 1),
+        salt=st.integers(0, 2**32 - 1),
+        ack_log=st.integers(0, 2**40),
+    ),
+    st.data(),
+)
+def test_any_change_to_an_info_file_is_found(info: Info, data: st.DataObject) -> None:
+    encoded = bytearray(encode_info(info))
+    assert decode_info(bytes(encoded), "/q/info") == info
+    at = data.draw(st.integers(0, len(encoded) - 2), label="byte changed")  # not the newline
+    encoded[at] ^= data.draw(st.integers(1, 255), label="bits flipped")
+    with pytest.raises((CorruptQueueError, UnsupportedFormatError)):
+        decode_info(bytes(encoded), "/q/info")
+
+
 def test_an_unknown_format_version_is_unsupported() -> None:
-    with pytest.raises(UnsupportedFormatError, match="version 2") as raised:
-        decode_info(_info_with(version=2), "/q/info")
+    with pytest.raises(UnsupportedFormatError, match="version 3") as raised:
+        decode_info(_info_with(version=3), "/q/info")
     assert not isinstance(raised.value, CorruptQueueError)
 
 

@@ -8,22 +8,14 @@ from typing import Any
 import pytest
 
 from pqueue import CorruptQueueError, Queue
-from pqueue.core.codec import HEADER_SIZE, ITEM_MAGIC, Record, decode
-
-
-def record_offsets(path: Path) -> list[int]:
-    data = path.read_bytes()
-    offsets, pos = [], 0
-    while isinstance(rec := decode(data, pos, ITEM_MAGIC), Record):
-        offsets.append(pos)
-        pos = rec.end
-    return offsets
+from pqueue.core.codec import HEADER_SIZE
+from records import record_offsets, salt_of
 
 
 def damage(qdir: str, chunk: str, *indexes: int) -> None:
     """Flip a payload byte of each record ``indexes`` of ``chunk``."""
     path = Path(qdir, chunk)
-    offsets = record_offsets(path)
+    offsets = record_offsets(path.read_bytes(), salt_of(qdir))[:-1]
     data = bytearray(path.read_bytes())
     for index in indexes:
         data[offsets[index] + HEADER_SIZE] ^= 0xFF

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import records
 from pqueue import (
     CorruptQueueError,
     LegacyFormatError,
@@ -25,7 +26,7 @@ from pqueue import (
     QueueBrokenError,
     UnsupportedFormatError,
 )
-from pqueue.core.codec import HEADER_SIZE, ITEM_MAGIC, Record, decode
+from pqueue.core.codec import HEADER_SIZE
 from pqueue.io import shell
 from pqueue.io.fs import OsFileSystem
 from pqueue.serializers import BYTES
@@ -48,13 +49,8 @@ def crashed_queue(path: str, items: list[Any], **kwargs: Any) -> Queue[Any]:
 
 
 def record_offsets(path: str) -> list[int]:
-    """The offsets of the whole records at the start of chunk file ``path``."""
-    data = Path(path).read_bytes()
-    offsets, pos = [], 0
-    while isinstance(rec := decode(data, pos, ITEM_MAGIC), Record):
-        offsets.append(pos)
-        pos = rec.end
-    return [*offsets, pos]
+    """The offsets of the whole records at the start of chunk file ``path``, and their end."""
+    return records.record_offsets(Path(path).read_bytes(), records.salt_of(Path(path).parent))
 
 
 def snapshot(path: str) -> dict[str, bytes]:
@@ -270,9 +266,10 @@ def valid_info(qdir: str) -> bytes:
         (lambda good: bytes(len(good)), "zero bytes"),
         (lambda good: good[: len(good) // 2], "not valid JSON"),
         (lambda good: os.urandom(64).replace(b"\x80", b"\x81"), "not valid JSON|not a pqueue"),
-        (lambda good: good.replace(b'"version":1', b'"version":7'), "format version 7"),
+        (lambda good: good.replace(b'"version":2', b'"version":7'), "format version 7"),
+        (lambda good: good.replace(b'"tail":0', b'"tail":1'), "checksum mismatch"),
     ],
-    ids=["empty", "zeros", "truncated", "garbage", "unknown-version"],
+    ids=["empty", "zeros", "truncated", "garbage", "unknown-version", "edited"],
 )
 def test_a_bad_info_file_is_refused_and_left_alone(qdir: str, content: Any, match: str) -> None:
     Path(qdir, "info").write_bytes(bad := content(valid_info(qdir)))
@@ -370,14 +367,14 @@ def test_an_io_error_breaks_the_queue_until_it_is_reopened(qdir: str) -> None:
 
         def write(self, path: str, data: bytes, offset: int | None = None) -> None:
             if self.fail:
-                raise OSError(28, "No space left on device", path)
+                raise OSError(5, "Input/output error", path)
             super().write(path, data, offset)
 
     fs = Failing()
     q: Queue[int] = Queue(qdir, fs=fs)
     q.put(1)
     fs.fail = True
-    with pytest.raises(QueueBrokenError, match="No space left") as raised:
+    with pytest.raises(QueueBrokenError, match="Input/output error") as raised:
         q.put(2)
     assert isinstance(raised.value.__cause__, OSError)
     fs.fail = False

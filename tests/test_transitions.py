@@ -34,6 +34,7 @@ from pqueue.core.errors import (
     CorruptQueueError,
     QueueBrokenError,
     QueueClosedError,
+    QueueForkedError,
     QueueSupersededError,
     SerializerMismatchError,
     ShutDown,
@@ -71,6 +72,18 @@ EXPECTED: dict[tuple[Phase, Command], Phase | type[Exception]] = {
     (P.SUPERSEDED, C.CLOSE): P.SUPERSEDED,
     (P.SUPERSEDED, C.FAIL): P.SUPERSEDED,
     (P.SUPERSEDED, C.SUPERSEDE): P.SUPERSEDED,
+    # The child's copy of a live object after fork() is dead to the child; a closed or
+    # superseded one stays as it was.
+    (P.OPEN, C.FORK): P.FORKED,
+    (P.SHUTDOWN, C.FORK): P.FORKED,
+    (P.BROKEN, C.FORK): P.FORKED,
+    (P.CLOSED, C.FORK): P.CLOSED,
+    (P.SUPERSEDED, C.FORK): P.SUPERSEDED,
+    **{(P.FORKED, c): QueueForkedError for c in (*DATA, C.SHUTDOWN)},
+    (P.FORKED, C.CLOSE): P.FORKED,
+    (P.FORKED, C.FAIL): P.FORKED,
+    (P.FORKED, C.SUPERSEDE): P.FORKED,
+    (P.FORKED, C.FORK): P.FORKED,
 }
 
 
@@ -183,9 +196,13 @@ def test_a_filled_chunk_is_written_back_early_in_flush_mode_only() -> None:
 
 def test_a_checkpoint_follows_enough_crossings() -> None:
     disk, state = fresh(chunksize=1, checkpoint_every=2)
-    state = disk.run(transitions.put(state, b"a"))
+    state = disk.put(state, b"a")
     assert state.ledger.checkpoint.head.seq == 0
+    assert not transitions.wants_checkpoint(state)
     state, effects = transitions.put(state, b"b")
+    assert not any(isinstance(e, Replace) for e in effects)  # a put never checkpoints itself
+    assert transitions.wants_checkpoint(state)
+    state, effects = transitions.checkpoint(state)
     assert Replace("/q/info.tmp", "/q/info") in effects
     assert state.ledger.checkpoint.head.seq == 2
     assert state.ledger.crossings == 0
@@ -194,7 +211,7 @@ def test_a_checkpoint_follows_enough_crossings() -> None:
 def test_a_flush_checkpoint_makes_the_chunks_durable_before_info() -> None:
     disk, state = fresh(durability="flush", chunksize=2, checkpoint_every=100)
     for item in (b"a", b"b", b"c"):
-        state = disk.run(transitions.put(state, item))
+        state = disk.put(state, item)
     state, effects = transitions.checkpoint(state)
     replace_at = effects.index(Replace("/q/info.tmp", "/q/info"))
     before = effects[:replace_at]
@@ -204,7 +221,7 @@ def test_a_flush_checkpoint_makes_the_chunks_durable_before_info() -> None:
 
 def test_delivering_advances_read_and_skips_nothing_else() -> None:
     disk, state = fresh()
-    state = disk.run(transitions.put(state, b"a"))
+    state = disk.put(state, b"a")
     state, seq, payload = disk.deliver(state)
     assert (seq, payload, state.read, state.size, state.outstanding) == (0, b"a", 1, 0, 1)
 
@@ -217,7 +234,7 @@ def test_delivering_at_the_head_is_refused() -> None:
 
 def test_delivering_a_record_of_another_item_is_corruption() -> None:
     disk, state = fresh()
-    state = disk.run(transitions.put(state, b"a"))
+    state = disk.put(state, b"a")
     with pytest.raises(CorruptQueueError, match="expected item 0, found item 5") as raised:
         transitions.deliver(state, 5, 30)
     assert raised.value.path == "/q/q00000"
@@ -226,16 +243,16 @@ def test_delivering_a_record_of_another_item_is_corruption() -> None:
 def test_discarding_moves_read_and_acknowledges_durably() -> None:
     disk, state = fresh(chunksize=10)
     for item in (b"a", b"b", b"c", b"d"):
-        state = disk.run(transitions.put(state, item))
+        state = disk.put(state, item)
     state, _, _ = disk.deliver(state)  # item 0 delivered, not acknowledged
     offset_of_3 = state.read_offset + 2 * (HEADER_SIZE + 1)
     state, effects = transitions.discard(state, 3, offset_of_3)
     assert (state.read, state.read_offset, state.size) == (3, offset_of_3, 1)
-    assert (state.tail, state.acked) == (0, frozenset({1, 2}))  # item 0 still outstanding
+    assert (state.tail, state.acked) == (0, (1, 3))  # item 0 still outstanding
     assert Replace("/q/info.tmp", "/q/info") in effects  # a checkpoint records it
     disk.apply(effects)
     info = decode_info(bytes(disk.files["/q/info"]), "/q/info")
-    assert info.acked == (1, 2)
+    assert info.acked == ((1, 3),)
     state, seq, payload = disk.deliver(state)
     assert (seq, payload) == (3, b"d")
 
@@ -244,7 +261,7 @@ def test_discarding_moves_read_and_acknowledges_durably() -> None:
 def test_discarding_outside_read_to_head_is_refused(seq: int) -> None:
     disk, state = fresh(chunksize=10)
     for item in (b"a", b"b", b"c"):
-        state = disk.run(transitions.put(state, item))
+        state = disk.put(state, item)
     state, _, _ = disk.deliver(state)
     with pytest.raises(ValueError, match="cannot discard"):
         transitions.discard(state, seq, 0)
@@ -252,7 +269,7 @@ def test_discarding_outside_read_to_head_is_refused(seq: int) -> None:
 
 def test_acknowledging_writes_one_durable_record() -> None:
     disk, state = fresh()
-    state = disk.run(transitions.put(state, b"a"))
+    state = disk.put(state, b"a")
     state, _, _ = disk.deliver(state)
     state, effects = transitions.ack(state, 0)
     assert [type(e) for e in effects] == [Write, Fsync]
@@ -264,7 +281,7 @@ def test_acknowledging_writes_one_durable_record() -> None:
 def test_acknowledging_what_is_not_outstanding_is_refused(seq: int) -> None:
     disk, state = fresh()
     for item in (b"a", b"b"):
-        state = disk.run(transitions.put(state, item))
+        state = disk.put(state, item)
     state, _, _ = disk.deliver(state)
     with pytest.raises(ValueError, match="not an outstanding delivery"):
         transitions.ack(state, seq)
@@ -273,22 +290,22 @@ def test_acknowledging_what_is_not_outstanding_is_refused(seq: int) -> None:
 def test_out_of_order_acks_move_the_tail_when_the_gap_closes() -> None:
     disk, state = fresh(chunksize=10)
     for item in (b"a", b"b", b"c"):
-        state = disk.run(transitions.put(state, item))
+        state = disk.put(state, item)
     for _ in range(3):
         state, _, _ = disk.deliver(state)
     state = disk.run(transitions.ack(state, 2))
     state = disk.run(transitions.ack(state, 1))
-    assert (state.tail, state.acked) == (0, frozenset({1, 2}))
+    assert (state.tail, state.acked) == (0, (1, 3))
     with pytest.raises(ValueError):
         transitions.ack(state, 1)
     state = disk.run(transitions.ack(state, 0))
-    assert (state.tail, state.acked, state.outstanding) == (3, frozenset(), 0)
+    assert (state.tail, state.acked, state.outstanding) == (3, (), 0)
 
 
 def test_a_full_ack_log_is_folded_into_a_checkpoint() -> None:
     disk, state = fresh(chunksize=100, ack_log_bytes=2 * ACK_RECORD_SIZE)
-    for i in range(3):
-        state = disk.run(transitions.put(state, bytes([i])))
+    for i in range(4):
+        state = disk.put(state, bytes([i]))
     for _ in range(3):
         state, _, _ = disk.deliver(state)
     generation = state.ledger.checkpoint.ack_generation
@@ -304,18 +321,46 @@ def test_a_full_ack_log_is_folded_into_a_checkpoint() -> None:
 def test_draining_in_fsync_mode_deletes_the_consumed_chunks_at_once() -> None:
     disk, state = fresh(chunksize=2, checkpoint_every=100)
     for i in range(5):
-        state = disk.run(transitions.put(state, bytes([i])))
-    for seq in range(5):
+        state = disk.put(state, bytes([i]))
+    for seq in range(4):
+        state, _, _ = disk.deliver(state)
+        state = disk.ack(state, seq)
+    assert disk.chunks() == ["q00000", "q00001", "q00002"]  # item 4 waits: not drained
+    state, _, _ = disk.deliver(state)
+    state = disk.ack(state, 4)
+    assert disk.chunks() == []  # drained: the consumed chunks went, the head chunk too
+    assert (state.head, state.tail, state.read) == (6, 6, 6)
+
+
+@pytest.mark.parametrize("durability", ["fsync", "flush"])
+def test_a_drained_checkpoint_skips_to_the_next_chunk_and_deletes_the_head_chunk(
+    durability: str,
+) -> None:
+    disk, state = fresh(chunksize=10, durability=durability)
+    for i in range(3):
+        state = disk.put(state, bytes([i]) * 1000)
+    for seq in range(3):
         state, _, _ = disk.deliver(state)
         state = disk.run(transitions.ack(state, seq))
-    assert disk.chunks() == ["q00002"]
+    assert transitions.reclaimable(state) and disk.chunks() == ["q00000"]
+    state, effects = transitions.checkpoint(state)
+    assert not any(isinstance(e, Fsync) and e.path.startswith("/q/q") for e in effects)
+    disk.apply(effects)
+    assert disk.chunks() == []  # a drained queue keeps no chunk file
+    assert (state.head, state.head_offset, state.read, state.tail) == (10, 0, 10, 10)
+    assert not transitions.reclaimable(state)
+    state = disk.put(state, b"next")
+    assert disk.chunks() == ["q00001"]
+    reopened = disk.recover(state.config)
+    state, seq, payload = disk.deliver(reopened)
+    assert (seq, payload) == (10, b"next")
 
 
 def test_close_checkpoints_only_what_changed() -> None:
     disk, state = fresh()
     state, effects = transitions.close(state)
     assert all(isinstance(e, Release) for e in effects)
-    state = disk.run(transitions.put(state, b"a"))
+    state = disk.put(state, b"a")
     state, effects = transitions.close(state)
     assert Replace("/q/info.tmp", "/q/info") in effects
 
@@ -323,7 +368,7 @@ def test_close_checkpoints_only_what_changed() -> None:
 def test_an_immediate_shutdown_drops_the_waiting_items_from_the_session_only() -> None:
     disk, state = fresh()
     for item in (b"a", b"b"):
-        state = disk.run(transitions.put(state, item))
+        state = disk.put(state, item)
     assert transitions.shutdown(state, immediate=False) is state
     after = transitions.shutdown(state, immediate=True)
     assert (after.size, after.unfinished, after.head) == (0, 0, 2)
@@ -343,7 +388,7 @@ def test_reopening_with_another_serializer_is_refused() -> None:
 
 def test_the_recorded_chunksize_wins() -> None:
     disk, state = fresh(chunksize=3)
-    state = disk.run(transitions.put(state, b"a"))
+    state = disk.put(state, b"a")
     reopened = disk.recover(config(chunksize=50))
     assert reopened.config.chunksize == 3
 
@@ -351,7 +396,7 @@ def test_the_recorded_chunksize_wins() -> None:
 def test_recovery_finds_puts_made_after_the_checkpoint() -> None:
     disk, state = fresh(chunksize=3, checkpoint_every=100)
     for i in range(7):
-        state = disk.run(transitions.put(state, bytes([i])))
+        state = disk.put(state, bytes([i]))
     assert state.ledger.checkpoint.head.seq == 0
     reopened = disk.recover(state.config)
     assert (reopened.head, reopened.head_offset, reopened.size) == (7, state.head_offset, 7)
@@ -360,7 +405,7 @@ def test_recovery_finds_puts_made_after_the_checkpoint() -> None:
 def test_recovery_cuts_a_torn_tail_and_keeps_the_whole_records() -> None:
     disk, state = fresh(chunksize=10)
     for i in range(3):
-        state = disk.run(transitions.put(state, bytes([i]) * 5))
+        state = disk.put(state, bytes([i]) * 5)
     data = disk.files["/q/q00000"]
     end = state.head_offset
     data[end - 4 : end] = b"\x00\x00\x00\x00"  # the last record torn
@@ -373,7 +418,7 @@ def test_recovery_cuts_a_torn_tail_and_keeps_the_whole_records() -> None:
 def test_recovery_refuses_damage_before_later_records_in_fsync_mode() -> None:
     disk, state = fresh(chunksize=10)
     for i in range(4):
-        state = disk.run(transitions.put(state, bytes([i]) * 5))
+        state = disk.put(state, bytes([i]) * 5)
     second = HEADER_SIZE + 5
     disk.files["/q/q00000"][second + 20] ^= 0xFF
     with pytest.raises(CorruptQueueError, match="item 1 is damaged, but item 2") as raised:
@@ -384,7 +429,7 @@ def test_recovery_refuses_damage_before_later_records_in_fsync_mode() -> None:
 def test_recovery_drops_unsynced_later_records_in_flush_mode() -> None:
     disk, state = fresh(chunksize=10, durability="flush")
     for i in range(4):
-        state = disk.run(transitions.put(state, bytes([i]) * 5))
+        state = disk.put(state, bytes([i]) * 5)
     second = HEADER_SIZE + 5
     disk.files["/q/q00000"][second + 20] ^= 0xFF
     reopened = disk.recover(state.config)
@@ -394,7 +439,7 @@ def test_recovery_drops_unsynced_later_records_in_flush_mode() -> None:
 def test_recovery_refuses_a_missing_chunk_between_tail_and_head() -> None:
     disk, state = fresh(chunksize=2)
     for i in range(6):
-        state = disk.run(transitions.put(state, bytes([i])))
+        state = disk.put(state, bytes([i]))
     state = disk.run(transitions.checkpoint(state))
     del disk.files["/q/q00001"]
     with pytest.raises(CorruptQueueError, match=r"missing.*items 2 to 3") as raised:
@@ -415,7 +460,7 @@ def test_recovery_of_a_new_queue_ignores_garbage_chunks_but_not_real_ones() -> N
     disk.files["/q/info.tmp"] = bytearray(b"half a checkpoint")
     state = disk.recover(config())
     assert disk.names() == {"acks", "info"}
-    state = disk.run(transitions.put(state, b"a"))
+    state = disk.put(state, b"a")
     del disk.files["/q/info"]
     with pytest.raises(CorruptQueueError, match="info file is missing, but /q/q00000 holds"):
         disk.recover(state.config)
@@ -469,7 +514,7 @@ class CoreMachine(RuleBasedStateMachine):
         payload = self.next_payload.to_bytes(4, "big") * (size // 4 + 1)
         self.next_payload += 1
         seq = self.s.head
-        self.state = self.disk.run(transitions.put(self.s, payload))
+        self.state = self.disk.put(self.s, payload)
         self.items[seq] = payload
 
     @precondition(lambda self: self.state is not None and self.state.size > 0)
@@ -485,7 +530,7 @@ class CoreMachine(RuleBasedStateMachine):
     @rule(seq=consumes(delivered_seqs))
     def ack(self, seq: int) -> None:
         assume(seq in self.delivered)
-        self.state = self.disk.run(transitions.ack(self.s, seq))
+        self.state = self.disk.ack(self.s, seq)
         self.delivered.remove(seq)
         del self.items[seq]
 
@@ -506,7 +551,8 @@ class CoreMachine(RuleBasedStateMachine):
         if self.state is not None:
             s = self.state
             assert 0 <= s.tail <= s.read <= s.head
-            assert all(s.tail <= seq < s.head for seq in s.acked)
+            assert all(s.tail <= seq <= s.head for seq in s.acked)
+            assert list(s.acked) == sorted(set(s.acked))  # ranges sorted and apart
 
     @invariant()
     def counts_match_the_model(self) -> None:
@@ -531,7 +577,7 @@ TestCoreMachine = CoreMachine.TestCase
 def test_every_put_comes_back_in_order_after_a_reopen(items: list[bytes], chunksize: int) -> None:
     disk, state = fresh(chunksize=chunksize)
     for item in items:
-        state = disk.run(transitions.put(state, item))
+        state = disk.put(state, item)
     state = disk.recover(state.config)
     got = []
     while state.size:

@@ -10,12 +10,14 @@
 """
 
 from pqueue.core.errors import CorruptQueueError as CorruptQueueError
+from pqueue.core.errors import DiskFullError as DiskFullError
 from pqueue.core.errors import Empty as Empty
 from pqueue.core.errors import Full as Full
 from pqueue.core.errors import LegacyFormatError as LegacyFormatError
 from pqueue.core.errors import PQueueError as PQueueError
 from pqueue.core.errors import QueueBrokenError as QueueBrokenError
 from pqueue.core.errors import QueueClosedError as QueueClosedError
+from pqueue.core.errors import QueueForkedError as QueueForkedError
 from pqueue.core.errors import QueueLocked as QueueLocked
 from pqueue.core.errors import QueueSupersededError as QueueSupersededError
 from pqueue.core.errors import SerializerMismatchError as SerializerMismatchError
@@ -29,6 +31,7 @@ __version__ = "0.2.0.dev0"
 __all__ = [
     "CorruptQueueError",
     "Delivery",
+    "DiskFullError",
     "Empty",
     "Full",
     "LegacyFormatError",
@@ -36,6 +39,7 @@ __all__ = [
     "Queue",
     "QueueBrokenError",
     "QueueClosedError",
+    "QueueForkedError",
     "QueueLocked",
     "QueueSupersededError",
     "SerializerMismatchError",

@@ -3,6 +3,14 @@
 It serialises items, holds the locks and conditions, tracks which thread got which item,
 and hands everything that touches the disk to the IO shell (``pqueue.io.shell``), which runs
 the pure transitions of ``pqueue.core``.
+
+Every call that changes the queue does so in one guarded step under the mutex: the shell's
+effects and the bookkeeping that goes with them (which thread got which item). An exception
+that escapes a step half done, an ``OSError`` or any other (``KeyboardInterrupt``, an
+exception raised by a signal handler), moves the queue to its broken phase, so that it can
+never claim what the disk does not hold; reopening the directory recovers from the disk.
+Waiting (for an item, for room, for ``join``) is outside the steps: an exception there
+changes nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import hashlib
 import os
 import threading
 import weakref
+import zlib
 from collections import deque
 from collections.abc import Hashable
 from time import monotonic
@@ -22,6 +31,7 @@ from pqueue.core import transitions
 from pqueue.core.errors import (
     Empty,
     Full,
+    PQueueError,
     QueueBrokenError,
     QueueLocked,
     ShutDown,
@@ -29,7 +39,7 @@ from pqueue.core.errors import (
 from pqueue.core.state import Config, Durability, Policy, QueueState, default_policy
 from pqueue.core.transitions import Command, Phase
 from pqueue.io.fs import FileSystem, Lock, OsFileSystem
-from pqueue.io.shell import Shell
+from pqueue.io.shell import Shell, check_regular, observe
 from pqueue.serializers import resolve
 
 __all__ = ["Delivery", "Queue"]
@@ -39,11 +49,19 @@ T = TypeVar("T")
 _get_ident = threading.get_ident
 _OPEN = Phase.OPEN  # in OPEN every data command keeps the phase (the table says so; tested)
 _PRUNE_AT = 32  # threads tracked before entries left empty are looked for
+_LIVE = (Phase.OPEN, Phase.SHUTDOWN)
+
+# Exceptions a step raises on purpose, before it changes anything: they leave the queue as
+# it was. Any other exception escaping a step (or one of these while the shell is applying
+# effects) breaks the queue.
+_CLEAN = (Empty, Full, ShutDown, ValueError, TypeError, PQueueError)
 
 # The live Queue objects of this process, by directory, so that opening a directory again
 # supersedes the earlier object instead of failing on its own lock.
 _owners: dict[Hashable, weakref.ref[Queue[Any]]] = {}
 _owners_lock = threading.Lock()
+# Every Queue object of this process, for the child's side of fork().
+_instances: weakref.WeakSet[Queue[Any]] = weakref.WeakSet()
 
 
 def _check_size(name: str, value: object, minimum: int) -> int:
@@ -52,6 +70,29 @@ def _check_size(name: str, value: object, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _directory(path: object) -> str:
+    """The queue directory named by ``path`` (``str``, ``bytes`` or a path-like of either),
+    as ``str``; an empty path is refused before anything is created."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path must be a str, bytes or os.PathLike, got {type(path).__name__}")
+    name = os.fsdecode(os.fspath(path))
+    if not name:
+        raise ValueError("the queue path is empty (name a directory; '.' is the current one)")
+    if "\0" in name:
+        raise ValueError(f"the queue path {name!r} contains a NUL character")
+    return name
+
+
+def _new_salt(fs: FileSystem, directory: str) -> int:
+    """The CRC seed of a new queue's records (see ``pqueue.core.codec``): random on the real
+    disk, so that no two queues share one, even at the same path on two machines; derived
+    from the path on any other file system (the crash harness's simulated disk), so that
+    runs there are reproducible byte for byte."""
+    if isinstance(fs, OsFileSystem):
+        return int.from_bytes(os.urandom(4), "little")
+    return zlib.crc32(directory.encode(errors="surrogateescape"), 0x7175)
 
 
 class Delivery(Generic[T]):
@@ -100,6 +141,7 @@ class Delivery(Generic[T]):
 class Queue(Generic[T]):
     """A persistent FIFO queue in directory ``path``, with the interface of ``queue.Queue``.
 
+    ``path``: a ``str``, ``bytes`` or path-like naming the directory (created if missing).
     ``maxsize``: as ``queue.Queue`` (0 for unbounded); may be changed at run time.
     ``chunksize``: items per chunk file; recorded at creation, the recorded value wins later.
     ``tempdir``: where the temp file of a checkpoint is written; it must be on the same file
@@ -118,7 +160,7 @@ class Queue(Generic[T]):
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
         maxsize: int = 0,
         chunksize: int = 100,
         tempdir: str | os.PathLike[str] | None = None,
@@ -132,22 +174,19 @@ class Queue(Generic[T]):
         _check_size("chunksize", chunksize, 1)
         if durability not in ("fsync", "flush"):
             raise ValueError(f"durability must be 'fsync' or 'flush', got {durability!r}")
+        directory = _directory(path)
         codec = resolve(serializer)
         self._dumps = codec.dumps
         self._loads = codec.loads
         owns_fs = fs is None
         self._owns_fs = owns_fs
         self._fs: FileSystem = OsFileSystem() if fs is None else fs
-        directory = os.fspath(path)
         if owns_fs:
             directory = os.path.abspath(directory)
         self.path = directory
         self.durability: Durability = durability
         self.serializer = codec.name
-        self.mutex = threading.Lock()
-        self.not_empty = threading.Condition(self.mutex)
-        self.not_full = threading.Condition(self.mutex)
-        self.all_tasks_done = threading.Condition(self.mutex)
+        self._init_locks()
         self._phase = Phase.OPEN
         self._broken_by: BaseException | None = None
         self._deliveries: dict[int, deque[int]] = {}
@@ -157,40 +196,96 @@ class Queue(Generic[T]):
         self._getters = 0
         self._putters = 0
         self._joiners = 0
+        self._reclaimer: threading.Timer | None = None
 
-        self._prepare_directory(directory)
-        temp_path = self._temp_path(directory, tempdir)
-        config = Config(
-            directory=directory,
-            chunksize=chunksize,
-            durability=durability,
-            serializer=codec.name,
-            temp_path=temp_path,
-            policy=policy or default_policy(durability),
-        )
-        self._key = self._fs.lock_key(directory)
-        with _owners_lock:
-            earlier = _owners.get(self._key)
-            previous = earlier() if earlier is not None else None
-            if previous is not None:
-                previous._supersede()
-            try:
-                self._lock: Lock = self._fs.lock(f"{directory}/lock")
-            except BlockingIOError:
-                raise QueueLocked(directory) from None
-            _owners[self._key] = weakref.ref(self)
         try:
-            self._shell = Shell.open(self._fs, config)
+            recovered = self._open(directory, tempdir, chunksize, durability, codec.name, policy)
+        except OSError as exc:
+            if isinstance(exc, (PermissionError, NotADirectoryError)):
+                raise  # bad input, named: the path or a file in it cannot be made or used
+            raise self._open_failed(exc) from exc
+        try:
+            try:
+                self._shell = Shell.start(self._fs, recovered)
+            except OSError as exc:
+                raise self._open_failed(exc) from exc
         except BaseException:
             self._release_files(None)
             self._unregister()
             raise
         owned = self._fs if owns_fs and isinstance(self._fs, OsFileSystem) else None
         weakref.finalize(self, _finalize, owned, self._lock)
+        _instances.add(self)
 
     # --- opening ----------------------------------------------------------------------------
 
+    def _open(
+        self,
+        directory: str,
+        tempdir: str | os.PathLike[str] | None,
+        chunksize: int,
+        durability: Durability,
+        serializer: str,
+        policy: Policy | None,
+    ) -> transitions.Recovered:
+        """Make the directory, take its lock and decide how to open it (reads only)."""
+        self._prepare_directory(directory)
+        config = Config(
+            directory=directory,
+            chunksize=chunksize,
+            durability=durability,
+            serializer=serializer,
+            temp_path=self._temp_path(directory, tempdir),
+            policy=policy or default_policy(durability),
+            salt=_new_salt(self._fs, directory),
+        )
+        self._reclaim_after = config.policy.reclaim_after
+        self._key = self._fs.lock_key(directory)
+        lock_path = f"{directory}/lock"
+        check_regular(self._fs, lock_path)
+        with _owners_lock:
+            earlier = _owners.get(self._key)
+            previous = earlier() if earlier is not None else None
+            if previous is not None and previous._phase in (*_LIVE, Phase.BROKEN):
+                # The earlier object holds the lock: decide how to open while it can change
+                # nothing (its mutex held), and take over only once that is decided, so
+                # that a failing open (a wrong serializer, damage) leaves it working.
+                with previous.mutex:
+                    recovered = observe(self._fs, config)
+                    previous._supersede_locked()
+                    self._lock: Lock = self._take_lock(lock_path)
+            else:
+                self._lock = self._take_lock(lock_path)
+                try:
+                    recovered = observe(self._fs, config)
+                except BaseException:
+                    self._lock.release()
+                    raise
+            _owners[self._key] = weakref.ref(self)
+        return recovered
+
+    def _init_locks(self) -> None:
+        self.mutex = threading.Lock()
+        self.not_empty = threading.Condition(self.mutex)
+        self.not_full = threading.Condition(self.mutex)
+        self.all_tasks_done = threading.Condition(self.mutex)
+
+    def _take_lock(self, lock_path: str) -> Lock:
+        try:
+            return self._fs.lock(lock_path)
+        except BlockingIOError:
+            raise QueueLocked(self.path) from None
+
+    def _open_failed(self, exc: OSError) -> QueueBrokenError:
+        return QueueBrokenError(
+            f"cannot open the queue at {self.path!r}: IO error {exc}; nothing was changed "
+            "that a later open does not repair"
+        )
+
     def _prepare_directory(self, directory: str) -> None:
+        """Create ``directory`` and any missing parents, and make each new directory's name
+        durable in its parent (a power loss must not take a directory that holds acknowledged
+        puts)."""
         fs = self._fs
         if fs.exists(directory):
             if not fs.is_dir(directory):
@@ -198,6 +293,11 @@ class Queue(Generic[T]):
                     errno.ENOTDIR, "the queue path exists and is not a directory", directory
                 )
             return
+        created = []
+        parent = directory.rstrip("/") or "/"
+        while parent not in ("", "/") and not fs.exists(parent):
+            created.append(parent)
+            parent = parent.rsplit("/", 1)[0] or "/"
         try:
             fs.mkdir(directory, 0o700)
         except PermissionError as exc:
@@ -208,8 +308,8 @@ class Queue(Generic[T]):
             raise NotADirectoryError(
                 errno.ENOTDIR, "a parent of the queue path is not a directory", directory
             ) from exc
-        parent = directory.rstrip("/").rsplit("/", 1)[0] or "/"
-        fs.fsync_dir(parent)
+        for made in reversed(created):  # outermost first: each name, then what is in it
+            fs.fsync_dir(made.rsplit("/", 1)[0] or "/")
 
     def _temp_path(self, directory: str, tempdir: str | os.PathLike[str] | None) -> str:
         if tempdir is None:
@@ -234,14 +334,25 @@ class Queue(Generic[T]):
         except QueueBrokenError as exc:
             raise exc from self._broken_by
 
-    def _fail(self, exc: OSError) -> NoReturn:
+    def _break(self, cause: BaseException) -> None:
+        """Move to the broken phase for ``cause`` (under the mutex), waking every waiter."""
         self._phase = transitions.advance(self._phase, Command.FAIL, self.path)
-        self._broken_by = exc
+        self._broken_by = cause
         self._wake_all()
+
+    def _fail(self, exc: OSError) -> NoReturn:
+        self._break(exc)
         raise QueueBrokenError(
             f"IO error on the queue at {self.path!r}: {exc}; the queue is broken until it is "
             "opened again (reopening recovers from what is on disk)"
         ) from exc
+
+    def _interrupted(self, exc: BaseException) -> None:
+        """A step raised ``exc``: break the queue unless it is a clean refusal (raised on
+        purpose before anything changed). The caller re-raises ``exc``."""
+        if isinstance(exc, _CLEAN) and not self._shell.dirty:
+            return
+        self._break(exc)
 
     # --- queue.Queue ------------------------------------------------------------------------
 
@@ -288,7 +399,8 @@ class Queue(Generic[T]):
         """Put ``item`` at the end of the queue; in ``fsync`` mode it is durable on return.
 
         Blocks while the queue is full, as ``queue.Queue.put``. Raises ``Full``,
-        ``ShutDown``, or the serializer's error (the queue is then unchanged).
+        ``ShutDown``, ``DiskFullError`` (no space on the device: nothing was put), or the
+        serializer's error (the queue is then unchanged).
         """
         payload = self._dumps(item)
         # acquire/release rather than "with": the hot path pays for every bytecode.
@@ -308,10 +420,13 @@ class Queue(Generic[T]):
                         self._wait_for_room(timeout)
             try:
                 shell.put(payload)
+                if self._getters:
+                    self.not_empty.notify()
             except OSError as exc:
                 self._fail(exc)
-            if self._getters:
-                self.not_empty.notify()
+            except BaseException as exc:
+                self._interrupted(exc)
+                raise
         finally:
             self.mutex.release()
 
@@ -344,21 +459,25 @@ class Queue(Generic[T]):
         self.mutex.acquire()
         try:
             shell = self._shell
-            if timeout is None and self._phase is _OPEN and shell.state.size:
-                # An item waits: deliver it without the checks and waits of _take.
-                try:
-                    seq, payload = shell.take()
-                except OSError as exc:
-                    self._fail(exc)
+            if not (timeout is None and self._phase is _OPEN and shell.state.size):
+                self._wait_to_take(block, timeout)
+            # An item waits: deliver it and record it as this thread's, in one step.
+            try:
+                seq, payload = shell.take()
+                dq = self._deliveries.get(_get_ident())
+                if dq is None:
+                    self._track(seq)
+                else:
+                    dq.append(seq)
                 if self._putters:
                     self.not_full.notify()
-            else:
-                seq, payload = self._take(block, timeout)
-            dq = self._deliveries.get(_get_ident())
-            if dq is None:
-                self._track(seq)
-            else:
-                dq.append(seq)
+            except OSError as exc:
+                self._fail(exc)
+            except BaseException as exc:
+                # A CorruptQueueError leaves the state as it was: the damaged item is not
+                # skipped, every get() names it again, and puts and acknowledgements go on.
+                self._interrupted(exc)
+                raise
         finally:
             self.mutex.release()
         # If loads() fails, the item stays delivered to this thread: task_done() drops it.
@@ -375,8 +494,17 @@ class Queue(Generic[T]):
         ``task_done()`` never acknowledges an item got this way.
         """
         with self.mutex:
-            seq, payload = self._take(block, timeout)
-            self._handles.add(seq)
+            self._wait_to_take(block, timeout)
+            try:
+                seq, payload = self._shell.take()
+                self._handles.add(seq)
+                if self._putters:
+                    self.not_full.notify()
+            except OSError as exc:
+                self._fail(exc)
+            except BaseException as exc:
+                self._interrupted(exc)
+                raise
         try:
             item: T = self._loads(payload)
         except BaseException:
@@ -387,26 +515,16 @@ class Queue(Generic[T]):
             raise
         return Delivery(self, seq, item)
 
-    def _take(self, block: bool, timeout: float | None) -> tuple[int, bytes]:
-        """Wait for an item and deliver it (under the mutex): its seq and payload."""
+    def _wait_to_take(self, block: bool, timeout: float | None) -> None:
+        """Check the phase and wait until an item waits to be taken (under the mutex)."""
         if self._phase is not _OPEN:
             self._check_get()
-        shell = self._shell
         if block and timeout is not None and timeout < 0:
             raise ValueError("'timeout' must be a non-negative number")
-        if not shell.state.size:
+        if not self._shell.state.size:
             if not block:
                 raise Empty
             self._wait_for_item(timeout)
-        try:
-            seq, payload = shell.take()
-        except OSError as exc:
-            self._fail(exc)
-        # A CorruptQueueError leaves the state as it was: the damaged item is not skipped,
-        # every get() names it again, and puts and acknowledgements go on.
-        if self._putters:
-            self.not_full.notify()
-        return seq, payload
 
     def discard_damaged(self) -> int:
         """Discard the damaged item that ``get`` reports with ``CorruptQueueError``, and any
@@ -420,12 +538,15 @@ class Queue(Generic[T]):
             self._enter(Command.GET)
             try:
                 discarded = self._shell.discard_damaged()
+                if self._putters:
+                    self.not_full.notify_all()
+                if self._joiners and not self._shell.state.unfinished:
+                    self.all_tasks_done.notify_all()
             except OSError as exc:
                 self._fail(exc)
-            if self._putters:
-                self.not_full.notify_all()
-            if self._joiners and not self._shell.state.unfinished:
-                self.all_tasks_done.notify_all()
+            except BaseException as exc:
+                self._interrupted(exc)
+                raise
             return discarded
 
     def _wait_for_item(self, timeout: float | None) -> None:
@@ -464,8 +585,14 @@ class Queue(Generic[T]):
             dq = self._deliveries.get(_get_ident())
             if not dq:
                 dq = self._oldest_deliveries()
-            self._acknowledge(dq[0])
-            dq.popleft()
+            try:
+                self._acknowledge(dq[0])
+                dq.popleft()
+            except OSError as exc:
+                self._fail(exc)
+            except BaseException as exc:
+                self._interrupted(exc)
+                raise
         finally:
             self.mutex.release()
 
@@ -493,7 +620,10 @@ class Queue(Generic[T]):
             elif oldest is None or dq[0] < oldest[0]:
                 oldest = dq
         if oldest is None:
-            raise ValueError("task_done() called too many times")
+            raise ValueError(
+                "task_done() called with no delivered item waiting for acknowledgement "
+                "(every item got with get() is acknowledged, or none was got)"
+            )
         return oldest
 
     def _ack_delivery(self, delivery: Delivery[T]) -> None:
@@ -502,17 +632,48 @@ class Queue(Generic[T]):
                 self._enter(Command.ACK)
             if delivery._acked or delivery.seq not in self._handles:
                 raise ValueError(f"{delivery!r} was acknowledged already")
-            self._acknowledge(delivery.seq)
-            self._handles.discard(delivery.seq)
-            delivery._acked = True
+            try:
+                self._acknowledge(delivery.seq)
+                self._handles.discard(delivery.seq)
+                delivery._acked = True
+            except OSError as exc:
+                self._fail(exc)
+            except BaseException as exc:
+                self._interrupted(exc)
+                raise
 
     def _acknowledge(self, seq: int) -> None:
-        try:
-            state = self._shell.ack(seq)
-        except OSError as exc:
-            self._fail(exc)
-        if self._joiners and not state.unfinished:
+        state = self._shell.ack(seq)
+        if state.tail == state.head:
+            if self._joiners:
+                self.all_tasks_done.notify_all()
+            if self._reclaimer is None and transitions.reclaimable(state):
+                self._arm_reclaim()
+        elif self._joiners and not state.unfinished:
             self.all_tasks_done.notify_all()
+
+    def _arm_reclaim(self) -> None:
+        """Have a drained queue's chunk files deleted soon (under the mutex): a checkpoint
+        ``reclaim_after`` seconds from now, if the queue is still drained then."""
+        delay = self._reclaim_after
+        if delay is None:
+            return
+        timer = threading.Timer(delay, _reclaim, (weakref.ref(self),))
+        timer.daemon = True
+        timer.name = f"pqueue reclaim {self.path}"
+        self._reclaimer = timer
+        timer.start()
+
+    def _reclaim(self) -> None:
+        """The reclaim timer fired: checkpoint if the queue is still drained."""
+        with self.mutex:
+            self._reclaimer = None
+            if self._phase not in _LIVE:
+                return
+            try:
+                self._shell.reclaim()
+            except BaseException as exc:  # the caller is a timer thread: nobody to raise to
+                self._break(exc)
 
     def join(self) -> None:
         """Block until every item put (including those from before a reopen) is
@@ -548,12 +709,13 @@ class Queue(Generic[T]):
         Idempotent. Items delivered and not acknowledged are delivered again after a reopen.
         """
         with self.mutex:
-            if self._phase in (Phase.CLOSED, Phase.SUPERSEDED):
+            if self._phase in (Phase.CLOSED, Phase.SUPERSEDED, Phase.FORKED):
                 return
             was_broken = self._phase is Phase.BROKEN
             self._phase = transitions.advance(self._phase, Command.CLOSE, self.path)
+            self._cancel_reclaim()
             try:
-                if not was_broken:
+                if not was_broken and not self._shell.dirty:
                     try:
                         self._shell.run(transitions.close(self._shell.state))
                     except OSError as exc:
@@ -565,14 +727,28 @@ class Queue(Generic[T]):
                 self._wake_all()
         self._unregister()
 
-    def _supersede(self) -> None:
-        """A newer Queue object takes the directory over: let go of it without writing."""
-        with self.mutex:
-            if self._phase in (Phase.CLOSED, Phase.SUPERSEDED):
-                return
-            self._phase = transitions.advance(self._phase, Command.SUPERSEDE, self.path)
-            self._release_files(self._shell.state)
-            self._wake_all()
+    def _supersede_locked(self) -> None:
+        """A newer Queue object takes the directory over (under the mutex): let go of it
+        without writing."""
+        if self._phase in (Phase.CLOSED, Phase.SUPERSEDED, Phase.FORKED):
+            return
+        self._phase = transitions.advance(self._phase, Command.SUPERSEDE, self.path)
+        self._cancel_reclaim()
+        self._release_files(self._shell.state)
+        self._wake_all()
+
+    def _forked(self) -> None:
+        """In the child of a fork: this object belongs to the parent. Refuse every call from
+        now on, and never release the parent's lock or files (new locks: the parent's may
+        have been held by a thread that does not exist here)."""
+        self._init_locks()
+        self._reclaimer = None
+        self._phase = transitions.advance(self._phase, Command.FORK, self.path)
+
+    def _cancel_reclaim(self) -> None:
+        timer, self._reclaimer = self._reclaimer, None
+        if timer is not None:
+            timer.cancel()
 
     def _wake_all(self) -> None:
         """Wake every waiting thread to re-check the phase (under the mutex)."""
@@ -619,6 +795,12 @@ class Queue(Generic[T]):
         )
 
 
+def _reclaim(ref: weakref.ref[Queue[Any]]) -> None:
+    queue = ref()
+    if queue is not None:
+        queue._reclaim()
+
+
 def _finalize(fs: OsFileSystem | None, lock: Lock) -> None:
     """Let go of the directory when a Queue is garbage collected without close()."""
     try:
@@ -626,3 +808,16 @@ def _finalize(fs: OsFileSystem | None, lock: Lock) -> None:
             fs.close()
     finally:
         lock.release()
+
+
+def _after_fork_in_child() -> None:
+    """The child of a fork: every Queue object it inherited belongs to the parent."""
+    global _owners_lock
+    _owners_lock = threading.Lock()
+    _owners.clear()
+    for queue in list(_instances):
+        queue._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

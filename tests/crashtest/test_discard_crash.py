@@ -12,6 +12,7 @@ from pqueue import CorruptQueueError, Queue
 from pqueue.core.codec import HEADER_SIZE, ITEM_MAGIC, Record, decode
 from pqueue.core.state import Durability
 from pqueue.crashtest import POWER_LOSS, PROCESS_CRASH, SimulatedCrash, SimulatedDisk
+from records import salt_on
 
 
 def open_queue(disk: SimulatedDisk, durability: Durability) -> Queue[int]:
@@ -28,7 +29,7 @@ def damaged_disk(durability: Durability) -> SimulatedDisk:
     q.close()
     chunk = f"{PATH}/q00001"
     data = disk.read(chunk)
-    rec = decode(data, 0, ITEM_MAGIC)
+    rec = decode(data, 0, ITEM_MAGIC, salt_on(disk, PATH))
     assert isinstance(rec, Record) and rec.seq == 2
     disk.write(chunk, bytes([data[HEADER_SIZE] ^ 0xFF]), HEADER_SIZE)
     disk.fsync(chunk)

@@ -2,8 +2,14 @@
 call until reopened, and after reopening (on the disk as it is, and on every state a power
 loss could leave) nothing acknowledged is lost and nothing acknowledged comes back.
 
+A full disk is gentler where that is safe: a put that finds no space raises
+``DiskFullError`` and changes nothing (the queue stays open), and a checkpoint that finds no
+space for its temp file is put off (everything it would record is durable already); every
+other ENOSPC breaks the queue like any IO error.
+
 The sweep makes the first, second, ... matching file-system call of a workload fail, until
-the workload runs through without meeting the fault: so every call was hit once.
+a run leaves the fault armed (the workload made fewer matching calls): so every call was
+hit once.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import pytest
 
 from crashtest.exhaustive import check_state
 from crashtest.queue_model import PATH, Expected, small_policy
-from pqueue import PQueueError, Queue, QueueBrokenError, QueueClosedError
+from pqueue import DiskFullError, PQueueError, Queue, QueueBrokenError, QueueClosedError
 from pqueue.core.state import Durability
 from pqueue.crashtest import POWER_LOSS, SimulatedDisk
 
@@ -47,27 +53,37 @@ def refuses_everything(q: Queue[int], refusal: type[PQueueError]) -> None:
 
 def run_until_failure(
     disk: SimulatedDisk, open_queue: Callable[[SimulatedDisk], Queue[int]], expected: Expected
-) -> BaseException | None:
-    """Run the workload; return the first error (recording what returned), or None. After
-    an error, check the queue refuses every call."""
+) -> tuple[BaseException | None, int]:
+    """Run the workload; return the first error that broke the queue (recording what
+    returned), or None, and how many puts raised ``DiskFullError`` (after which the queue
+    went on). After a breaking error, check the queue refuses every call."""
     item = 0
     got: list[int] = []
+    full = 0
     refusal: type[PQueueError] = QueueBrokenError  # what a queue refuses calls with after it
     try:
         q = open_queue(disk)
-    except OSError as exc:  # while opening, the OSError itself
-        return exc
+    except QueueBrokenError as exc:  # while opening: the OSError is its cause
+        return exc, full
     try:
         for op in WORKLOAD:
             if op == "put":
                 expected.maybe_put = {item}
-                q.put(item)
-                expected.put.append(item)
-                expected.maybe_put = set()
+                try:
+                    q.put(item)
+                except DiskFullError as exc:
+                    assert isinstance(exc.__cause__, OSError)
+                    assert exc.__cause__.errno == errno.ENOSPC
+                    expected.maybe_put = set()  # nothing was put, and the queue goes on
+                    full += 1
+                else:
+                    expected.put.append(item)
+                    expected.maybe_put = set()
                 item += 1
             elif op == "get":
-                got.append(q.get(timeout=0))
-            elif op == "ack":
+                if q.qsize():  # a put the disk had no room for is not there
+                    got.append(q.get(timeout=0))
+            elif op == "ack" and got:
                 expected.maybe_acked = {got[0]}
                 q.task_done()
                 expected.acked.add(got.pop(0))
@@ -82,8 +98,8 @@ def run_until_failure(
         q.close()
     except (PQueueError, OSError) as exc:
         refuses_everything(q, refusal)
-        return exc
-    return None
+        return exc, full
+    return None, full
 
 
 @pytest.mark.parametrize(
@@ -110,17 +126,22 @@ def test_a_failure_at_any_operation_loses_nothing_acknowledged(
     durability: Durability, error: OSError, ops: frozenset[str] | None, least: int, drops: bool
 ) -> None:
     open_queue = opener(durability)
-    states = 0
+    states = full = 0
     for after in itertools.count():
         disk = SimulatedDisk()
         disk.fail(after=after, error=error, ops=ops, drops_writes=drops)
         expected = Expected()
-        raised = run_until_failure(disk, open_queue, expected)
-        if raised is None:
+        raised, refused_puts = run_until_failure(disk, open_queue, expected)
+        full += refused_puts
+        if disk.armed:
             break  # the workload made fewer matching calls: every one of them failed once
-        cause = raised.__cause__ if isinstance(raised, QueueBrokenError) else raised
-        assert isinstance(cause, OSError) and cause.errno == error.errno, (after, raised)
-        assert str(error.strerror) in str(raised)
+        if raised is not None:
+            assert isinstance(raised, QueueBrokenError), (after, raised)  # never raw
+            cause = raised.__cause__
+            assert isinstance(cause, OSError) and cause.errno == error.errno, (after, raised)
+            assert str(error.strerror) in str(raised)
+        else:  # a full disk the queue went on through: a refused put or a put-off checkpoint
+            assert error.errno == errno.ENOSPC, after
         # Reopened on the disk as it is (the broken queue superseded, never closed), and on
         # every state a power loss now could leave.
         failed = disk.copy()
@@ -130,3 +151,4 @@ def test_a_failure_at_any_operation_loses_nothing_acknowledged(
             states += 1
     assert after >= least  # the workload made many matching calls, each failed in turn
     assert states > after
+    assert (full > 0) == (error.errno == errno.ENOSPC and ops is None)

@@ -4,7 +4,8 @@ A frame is a 17-byte header followed by the payload::
 
     offset  size  field
     0       1     magic    non-zero: 0xD1 for an item record, 0xA5 for an ack record
-    1       4     crc32    over bytes 5..17 of the header and the payload (little endian)
+    1       4     crc32    over bytes 5..17 of the header and the payload (little endian),
+                           seeded with the queue's salt
     5       4     length   of the payload in bytes
     9       8     seq      item sequence number (item records) or ack-log generation (acks)
     17      n     payload
@@ -13,8 +14,16 @@ A zero byte is never a magic, so a zero-filled (preallocated or power-loss) tail
 as a frame, and the CRC rejects a torn or garbage one. Decoding returns a ``Record``, or an
 ``Incomplete`` (the bytes end inside the frame) or ``Corrupt`` (the bytes are not a frame).
 
+The CRC of an item record starts from the queue's *salt*, a 32-bit number chosen when the
+queue is created and kept in ``info`` (0 for queues written by format version 1). A frame of
+another queue, or one built by ``encode`` without the salt, fails the check in this queue: an
+item whose payload holds the bytes of pqueue files (a queue of queue files) never yields
+records that recovery could mistake for this queue's own. Ack records are not salted.
+
 The ``info`` file is JSON, structured through one cattrs converter with
-``forbid_extra_keys``; it is never pickled.
+``forbid_extra_keys``; it is never pickled. Version 2 ends with a CRC-32 over the bytes
+before it (``...,"crc32":N}``), so an edit that leaves valid JSON is still found; every
+number is bounded, so that no value read back can overflow a record header later.
 """
 
 from __future__ import annotations
@@ -36,6 +45,11 @@ __all__ = [
     "FORMAT_VERSION",
     "HEADER_SIZE",
     "ITEM_MAGIC",
+    "MAX_CHUNKSIZE",
+    "MAX_SALT",
+    "MAX_SEQ",
+    "READABLE_VERSIONS",
+    "AckScan",
     "ByteSource",
     "Corrupt",
     "Decoded",
@@ -52,6 +66,7 @@ __all__ = [
     "encode_ack",
     "encode_info",
     "find_record",
+    "scan_acks",
 ]
 
 ITEM_MAGIC = 0xD1
@@ -63,6 +78,7 @@ _HEADER = struct.Struct("<BIIQ")  # magic, crc, length, seq
 _BODY = struct.Struct("<IQ")  # length, seq: the header part the CRC covers
 _ACK_PAYLOAD = struct.Struct("<Q")
 ACK_RECORD_SIZE = HEADER_SIZE + _ACK_PAYLOAD.size
+_ACK_SLOT = struct.Struct("<BIIQQ")  # a whole ack record: magic, crc, length, generation, seq
 
 _crc32 = zlib.crc32
 _pack_body = _BODY.pack
@@ -110,18 +126,18 @@ class Corrupt(NamedTuple):
 Decoded = Record | Incomplete | Corrupt
 
 
-def encode(magic: int, seq: int, payload: bytes) -> bytes:
-    """Frame ``payload`` with ``seq`` under ``magic``."""
+def encode(magic: int, seq: int, payload: bytes, salt: int = 0) -> bytes:
+    """Frame ``payload`` with ``seq`` under ``magic``, the CRC seeded with ``salt``."""
     n = len(payload)
     if n > MAX_PAYLOAD:
         raise ValueError(f"a record holds at most {MAX_PAYLOAD} bytes, got {n}")
     # The CRC covers the header from byte 5 on and the payload: bytes that lie together.
     body = _pack_body(n, seq) + payload
-    return _pack_mark(magic, _crc32(body)) + body
+    return _pack_mark(magic, _crc32(body, salt)) + body
 
 
-def decode(buf: ByteSource, pos: int, magic: int) -> Decoded:
-    """Decode the frame starting at ``buf[pos]``."""
+def decode(buf: ByteSource, pos: int, magic: int, salt: int = 0) -> Decoded:
+    """Decode the frame starting at ``buf[pos]`` (its CRC seeded with ``salt``)."""
     avail = len(buf) - pos
     if avail < HEADER_SIZE:
         if avail > 0 and buf[pos] != 0 and buf[pos] != magic:
@@ -138,13 +154,13 @@ def decode(buf: ByteSource, pos: int, magic: int) -> Decoded:
     end = start + n
     if end > len(buf):
         return Incomplete(pos)
-    if _crc32(buf[pos + 5 : end]) != crc:
+    if _crc32(buf[pos + 5 : end], salt) != crc:
         return Corrupt(pos, "checksum mismatch")
     return Record(seq, start, end)
 
 
 def decode_block(
-    buf: bytes, base: int, magic: int, limit: int
+    buf: bytes, base: int, magic: int, limit: int, salt: int = 0
 ) -> list[tuple[int, int, bytes]]:
     """The whole, valid frames at the start of ``buf`` (at most ``limit``), as
     ``(seq, end, payload)`` with ``end`` offset by ``base``. Stops at the first frame that
@@ -159,20 +175,20 @@ def decode_block(
     while pos <= last and len(out) < limit:
         m, crc, n, seq = unpack(buf, pos)
         end = pos + HEADER_SIZE + n
-        if m != magic or end > size or crc32(buf[pos + 5 : end]) != crc:
+        if m != magic or end > size or crc32(buf[pos + 5 : end], salt) != crc:
             break
         append((seq, base + end, buf[pos + HEADER_SIZE : end]))
         pos = end
     return out
 
 
-def find_record(buf: ByteSource, pos: int, magic: int) -> Record | None:
+def find_record(buf: ByteSource, pos: int, magic: int, salt: int = 0) -> Record | None:
     """The first valid frame starting at or after ``pos``, if any (used to tell a torn tail
     from damage in the middle: a torn tail has nothing valid after it)."""
     marker = bytes((magic,))
     i = buf.find(marker, pos)
     while i >= 0:
-        found = decode(buf, i, magic)
+        found = decode(buf, i, magic, salt)
         if isinstance(found, Record):
             return found
         i = buf.find(marker, i + 1)
@@ -187,30 +203,79 @@ def encode_ack(generation: int, seq: int) -> bytes:
     """An ack-log record: item ``seq`` is acknowledged, in log ``generation``.
 
     The same frame as ``encode(ACK_MAGIC, generation, seq as 8 bytes)``, built in one go.
+    Every ack record is ``ACK_RECORD_SIZE`` bytes, so the log is a row of fixed slots.
     """
     body = _pack_ack_body(8, generation, seq)
     return _pack_mark(ACK_MAGIC, _crc32(body)) + body
 
 
-def decode_acks(buf: bytes, generation: int) -> list[int]:
-    """The item seqs acknowledged by the whole, valid records of ``generation`` at the start
-    of ``buf``; stops at the first frame that is not one (older generation, torn, zeros)."""
+class AckScan(NamedTuple):
+    """What ``scan_acks`` found in the ack log for one generation.
+
+    - ``acks``: the item seqs acknowledged by whole, valid records of the generation, in
+      log order.
+    - ``end``: the offset just after the last such record: where the next record goes.
+    - ``damaged``: the offsets of slots before ``end`` that hold no valid record of the
+      generation (damage: records are written one after another, so the generation's
+      records fill the slots from the start without a gap).
+    """
+
+    acks: list[int]
+    end: int
+    damaged: list[int]
+
+
+def scan_acks(buf: bytes, generation: int) -> AckScan:
+    """Read the ack log ``buf`` as a row of ``ACK_RECORD_SIZE``-byte slots.
+
+    The records of ``generation`` fill the slots from offset 0 on, one after another; after
+    the last one come zeros (the preallocation), records of older generations (the log is
+    rewritten from its start by each generation) or a torn record. A slot that is not a valid
+    record of the generation but is followed by one that is, is damage: it is reported in
+    ``damaged``, never taken for the end of the log.
+    """
     acks: list[int] = []
+    damaged: list[int] = []
+    gap: list[int] = []
+    unpack = _ACK_SLOT.unpack_from
+    crc32 = _crc32
+    size = len(buf)
     pos = 0
-    while True:
-        rec = decode(buf, pos, ACK_MAGIC)
-        if type(rec) is not Record or rec.seq != generation:
-            return acks
-        if rec.end - rec.start != _ACK_PAYLOAD.size:
-            return acks
-        acks.append(_ACK_PAYLOAD.unpack_from(buf, rec.start)[0])
-        pos = rec.end
+    end = 0
+    while pos + ACK_RECORD_SIZE <= size:
+        magic, crc, length, gen, seq = unpack(buf, pos)
+        if (
+            magic == ACK_MAGIC and length == 8 and gen == generation
+            and crc32(buf[pos + 5 : pos + ACK_RECORD_SIZE]) == crc
+        ):
+            if gap:
+                damaged.extend(gap)
+                gap = []
+            acks.append(seq)
+            end = pos + ACK_RECORD_SIZE
+        else:
+            gap.append(pos)
+        pos += ACK_RECORD_SIZE
+    return AckScan(acks, end, damaged)
+
+
+def decode_acks(buf: bytes, generation: int) -> list[int]:
+    """The item seqs acknowledged by the records of ``generation`` in the log ``buf``,
+    damaged slots passed over (``scan_acks`` says where they are)."""
+    return scan_acks(buf, generation).acks
 
 
 # --- the info file ------------------------------------------------------------------------
 
 FORMAT_NAME = "pqueue"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+MAX_SEQ = 1 << 62
+"""Every sequence number, offset and generation read from disk is below this: record headers
+hold them in 64 bits, so a value read back can always be incremented and written again."""
+MAX_CHUNKSIZE = 1 << 32
+MAX_SALT = 1 << 32
 
 Durability = Literal["fsync", "flush"]
 
@@ -229,10 +294,15 @@ class Info:
 
     - ``head``: where the next item goes; everything before it is durable.
     - ``tail``: everything before it is acknowledged.
-    - ``acked``: items from ``tail`` on acknowledged out of order.
+    - ``acked``: items from ``tail`` on acknowledged out of order, as half-open ranges
+      ``(start, end)``, sorted and apart.
     - ``ack_generation``: ack-log records of this generation are newer than this checkpoint.
     - ``durability``: the mode of the writer after this checkpoint, which says whether records
       after ``head`` were made durable one by one (``fsync``) or may be lost (``flush``).
+    - ``salt``: the seed of the CRC of this queue's item records (0: format version 1).
+    - ``ack_log``: the size in bytes the ack log had, durably, when this checkpoint was
+      written (0 when it was not preallocated: flush mode, or format version 1): a shorter
+      log was truncated.
     """
 
     format: str = FORMAT_NAME
@@ -242,8 +312,10 @@ class Info:
     durability: Durability
     head: InfoCursor
     tail: int
-    acked: tuple[int, ...] = ()
+    acked: tuple[tuple[int, int], ...] = ()
     ack_generation: int = 0
+    salt: int = 0
+    ack_log: int = 0
 
 
 def _strict_int(value: Any, _type: Any) -> int:
@@ -258,14 +330,36 @@ def _strict_str(value: Any, _type: Any) -> str:
     return value
 
 
+def _ranges(value: Any, _type: Any) -> tuple[tuple[int, int], ...]:
+    if type(value) is not list:
+        raise TypeError(f"expected a list of [start, end] ranges, got {value!r}")
+    out = []
+    for pair in value:
+        if type(pair) is not list or len(pair) != 2:
+            raise TypeError(f"expected a [start, end] range, got {pair!r}")
+        out.append((_strict_int(pair[0], int), _strict_int(pair[1], int)))
+    return tuple(out)
+
+
 _converter = cattrs.Converter(forbid_extra_keys=True)
 _converter.register_structure_hook(int, _strict_int)
 _converter.register_structure_hook(str, _strict_str)
+_Ranges = tuple[tuple[int, int], ...]
+_converter.register_structure_hook_func(lambda kind: kind == _Ranges, _ranges)
+_converter.register_unstructure_hook_func(
+    lambda kind: kind == _Ranges, lambda ranges: [[a, b] for a, b in ranges]
+)
+
+_CRC_KEY = b',"crc32":'
 
 
 def encode_info(info: Info) -> bytes:
-    """The bytes of the ``info`` file for ``info``."""
-    return (json.dumps(_converter.unstructure(info), separators=(",", ":")) + "\n").encode()
+    """The bytes of the ``info`` file for ``info``: JSON whose last member, ``crc32``, is the
+    CRC-32 of every byte before it."""
+    body = json.dumps(_converter.unstructure(info), separators=(",", ":")).encode()
+    assert body.endswith(b"}")
+    body = body[:-1]
+    return body + _CRC_KEY + str(_crc32(body)).encode() + b"}\n"
 
 
 def decode_info(data: bytes, path: str) -> Info:
@@ -273,7 +367,8 @@ def decode_info(data: bytes, path: str) -> Info:
 
     Raises ``LegacyFormatError`` for a pqueue 0.1.x (pickled) file, ``UnsupportedFormatError``
     for an unknown format version and ``CorruptQueueError`` for anything else that is not a
-    valid checkpoint.
+    valid checkpoint: not JSON, a checksum that does not match (version 2), a field missing,
+    unknown, of the wrong type or out of bounds.
     """
     if not data:
         raise CorruptQueueError(path, 0, "the info file is empty")
@@ -283,18 +378,25 @@ def decode_info(data: bytes, path: str) -> Info:
         raise CorruptQueueError(path, 0, "the info file holds only zero bytes")
     try:
         raw = json.loads(data)
+    except RecursionError as exc:
+        raise CorruptQueueError(path, 0, "the info file is not a pqueue checkpoint "
+                                "(JSON nested too deeply)") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         offset = getattr(exc, "pos", getattr(exc, "start", 0))
         raise CorruptQueueError(path, offset, f"the info file is not valid JSON ({exc})") from exc
     if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
         raise CorruptQueueError(path, 0, "the info file is not a pqueue checkpoint")
     version = raw.get("version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version not in READABLE_VERSIONS:
         raise UnsupportedFormatError(
             path,
-            f"on-disk format version {version!r}; this pqueue reads version {FORMAT_VERSION} "
-            "(a newer pqueue may have written it)",
+            f"on-disk format version {version!r}; this pqueue reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))} (a newer pqueue may have written it)",
         )
+    if version == 1:
+        raw = _upgrade_v1(raw, path)
+    else:
+        _check_crc(data, raw, path)
     try:
         info = _converter.structure(raw, Info)
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
@@ -308,13 +410,45 @@ def decode_info(data: bytes, path: str) -> Info:
     return info
 
 
+def _check_crc(data: bytes, raw: dict[str, Any], path: str) -> None:
+    where = data.rfind(_CRC_KEY)
+    recorded = raw.pop("crc32", None)
+    if where < 0 or type(recorded) is not int:
+        raise CorruptQueueError(path, 0, "the info file has no checksum (crc32)")
+    if data[where + len(_CRC_KEY) :].rstrip(b"\n") != str(recorded).encode() + b"}":
+        raise CorruptQueueError(path, where, "the checksum (crc32) is not the info file's end")
+    if _crc32(data[:where]) != recorded:
+        raise CorruptQueueError(
+            path, 0, "checksum mismatch: the info file was changed or damaged after it was written"
+        )
+
+
+def _upgrade_v1(raw: dict[str, Any], path: str) -> dict[str, Any]:
+    """A version-1 ``info`` (no checksum, no salt, acknowledged items as a list of seqs) as
+    the version-2 fields it stands for."""
+    raw = dict(raw)
+    raw["version"] = FORMAT_VERSION
+    acked = raw.get("acked", [])
+    if type(acked) is not list or any(type(seq) is not int for seq in acked):
+        raise CorruptQueueError(path, 0, f"invalid checkpoint: acked must be a list of item "
+                                f"numbers, got {acked!r}")
+    ranges: list[list[int]] = []
+    for seq in acked:
+        if ranges and ranges[-1][1] == seq:
+            ranges[-1][1] = seq + 1
+        else:
+            ranges.append([seq, seq + 1])
+    raw["acked"] = ranges
+    return raw
+
+
 def _check_info(info: Info) -> str | None:
     cs = info.chunksize
     head = info.head
-    if cs < 1:
-        return f"chunksize {cs} < 1"
-    if head.seq < 0 or head.offset < 0:
-        return f"negative head {head}"
+    if not 1 <= cs <= MAX_CHUNKSIZE:
+        return f"chunksize {cs} outside 1..{MAX_CHUNKSIZE}"
+    if not (0 <= head.seq < MAX_SEQ and 0 <= head.offset < MAX_SEQ):
+        return f"head {head} outside 0..2**62"
     if head.seq % cs == 0 and head.offset != 0:
         return f"head {head.seq} starts a chunk but has offset {head.offset}"
     if head.seq % cs != 0 and head.offset < HEADER_SIZE * (head.seq % cs):
@@ -322,10 +456,17 @@ def _check_info(info: Info) -> str | None:
     if not 0 <= info.tail <= head.seq:
         return f"tail {info.tail} outside 0..head {head.seq}"
     previous = info.tail - 1
-    for seq in info.acked:
-        if not previous < seq < head.seq:
-            return f"acknowledged item {seq} out of order or outside tail..head"
-        previous = seq
-    if info.ack_generation < 0:
-        return f"negative ack generation {info.ack_generation}"
+    for start, end in info.acked:
+        if not previous < start < end <= head.seq:
+            return (
+                f"acknowledged range {start}..{end} out of order, empty or outside "
+                f"tail..head ({info.tail}..{head.seq})"
+            )
+        previous = end
+    if not 0 <= info.ack_generation < MAX_SEQ:
+        return f"ack generation {info.ack_generation} outside 0..2**62"
+    if not 0 <= info.salt < MAX_SALT:
+        return f"salt {info.salt} outside 0..2**32"
+    if not 0 <= info.ack_log < MAX_SEQ:
+        return f"ack log size {info.ack_log} outside 0..2**62"
     return None

@@ -12,12 +12,14 @@ import sys
 
 __all__ = [
     "CorruptQueueError",
+    "DiskFullError",
     "Empty",
     "Full",
     "LegacyFormatError",
     "PQueueError",
     "QueueBrokenError",
     "QueueClosedError",
+    "QueueForkedError",
     "QueueLocked",
     "QueueSupersededError",
     "SerializerMismatchError",
@@ -107,8 +109,27 @@ class QueueSupersededError(QueueClosedError):
     """A newer Queue object in this process opened the same directory and took it over."""
 
 
-class QueueBrokenError(PQueueError):
-    """An IO operation failed; the queue refuses every call until it is reopened.
+class QueueForkedError(PQueueError):
+    """The Queue object was inherited through ``fork()``: the child process must not use it.
 
-    The failing ``OSError`` is the ``__cause__``. Reopening recovers from what is on disk.
+    The parent that opened the queue still owns the directory (the child never releases
+    the parent's lock); the child gets this error for every call instead of writing beside
+    the parent.
+    """
+
+
+class QueueBrokenError(PQueueError):
+    """An IO operation failed, or an exception interrupted one half done; the queue refuses
+    every call until it is reopened.
+
+    The failing ``OSError`` (or the interrupting exception) is the ``__cause__``. Reopening
+    recovers from what is on disk.
+    """
+
+
+class DiskFullError(PQueueError):
+    """A put found no space left on the device (``ENOSPC`` or ``EDQUOT``, the ``__cause__``).
+
+    Nothing was put and the queue is unchanged and open: ``get`` and acknowledgements go on
+    (they free space as consumed chunks are deleted), and a later put may succeed.
     """

@@ -8,10 +8,10 @@ Three positions move through the sequence, ``tail <= read <= head``:
 
 - ``head``: the next item to be put (and the byte offset where it will be written);
 - ``read``: the next item to be delivered by ``get`` (and its byte offset);
-- ``tail``: every item before it is acknowledged. Items in ``acked`` (all from ``tail`` on)
-  were acknowledged out of order; after a reopen they are skipped when delivery reaches
-  them. ``tail`` moves past acknowledged items only up to ``read``, so the skipping can
-  still see them.
+- ``tail``: every item before it is acknowledged. Items in ``acked`` (all from ``tail`` on,
+  a ``ranges`` set) were acknowledged out of order; after a reopen they are skipped when
+  delivery reaches them. ``tail`` moves past acknowledged items only up to ``read``, so the
+  skipping can still see them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import NamedTuple
 import attrs
 
 from pqueue.core.codec import Durability, Info
+from pqueue.core.ranges import Ranges
 
 __all__ = ["Config", "Durability", "Ledger", "Policy", "QueueState", "chunk_path"]
 
@@ -36,21 +37,25 @@ class Policy:
     - ``prealloc_bytes``: the first chunk is preallocated with this many zero bytes (``fsync``
       mode; later chunks take the size of the one before), so that a durable put rewrites
       allocated space and ``fdatasync`` need not flush the file size.
+    - ``reclaim_after``: seconds after the queue became drained at which a checkpoint
+      deletes its chunk files, if it is still drained then (None: only at the checkpoints
+      above and at close). The Queue runs a one-off timer thread for it.
     """
 
     checkpoint_every: int
     checkpoint_when_drained: bool
     ack_log_bytes: int
     prealloc_bytes: int
+    reclaim_after: float | None = None
 
 
 FSYNC_POLICY = Policy(
     checkpoint_every=4, checkpoint_when_drained=True, ack_log_bytes=64 * 1024,
-    prealloc_bytes=16 * 1024,
+    prealloc_bytes=16 * 1024, reclaim_after=1.0,
 )
 FLUSH_POLICY = Policy(
     checkpoint_every=64, checkpoint_when_drained=False, ack_log_bytes=256 * 1024,
-    prealloc_bytes=0,
+    prealloc_bytes=0, reclaim_after=1.0,
 )
 
 
@@ -61,7 +66,11 @@ def default_policy(durability: Durability) -> Policy:
 
 @attrs.frozen(kw_only=True)
 class Config:
-    """What a queue was opened with. ``sync`` is ``durability == "fsync"``."""
+    """What a queue was opened with. ``sync`` is ``durability == "fsync"``.
+
+    ``salt`` seeds the CRC of item records (see ``codec``): for a new queue, the value the
+    shell drew for it; recovery replaces it with the one recorded in ``info``.
+    """
 
     directory: str
     chunksize: int
@@ -69,6 +78,7 @@ class Config:
     serializer: str
     temp_path: str
     policy: Policy
+    salt: int = 0
     info_path: str = attrs.field(
         default=attrs.Factory(lambda self: f"{self.directory}/info", takes_self=True)
     )
@@ -93,12 +103,19 @@ class Ledger:
     - ``head_path``: the chunk file the head writes into.
     - ``alloc``: bytes allocated in that file (zeros past the head are preallocated space).
     - ``crossings``: chunk boundaries crossed since the checkpoint.
+    - ``ack_capacity``: bytes of the ack log that records may be written into: in ``fsync``
+      mode the preallocated size (durably allocated), in ``flush`` mode the policy's size.
+    - ``resync``: the items after the checkpointed head may not be durable although the mode
+      is ``fsync`` (they were found by recovery, written by an earlier writer): the next
+      checkpoint makes them durable first, as a ``flush`` checkpoint does.
     """
 
     checkpoint: Info
     head_path: str
     alloc: int
     crossings: int
+    ack_capacity: int
+    resync: bool = False
 
 
 class QueueState(NamedTuple):
@@ -115,19 +132,11 @@ class QueueState(NamedTuple):
     read: int
     read_offset: int
     tail: int
-    acked: frozenset[int]
+    acked: Ranges
     size: int
+    outstanding: int  # items delivered and not yet acknowledged
     ack_offset: int
     ledger: Ledger
-
-    @property
-    def outstanding(self) -> int:
-        """Items delivered and not yet acknowledged."""
-        acked = self.acked
-        if not acked:
-            return self.read - self.tail
-        read = self.read
-        return self.read - self.tail - sum(1 for seq in acked if seq < read)
 
     @property
     def unfinished(self) -> int:

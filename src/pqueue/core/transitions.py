@@ -4,20 +4,26 @@ Each function takes the current state (and an input) and returns a ``Step``: the
 and the effects the IO shell must apply, in order, for the new state to be true on disk.
 Nothing here touches a file, a clock or a lock; illegal inputs raise and change nothing.
 
-The queue's life (open, shut down, closed, broken, superseded) is a second, small state
-machine: ``advance(phase, command)`` checks every call against one table.
+The queue's life (open, shut down, closed, broken, superseded, inherited through ``fork``) is
+a second, small state machine: ``advance(phase, command)`` checks every call against one
+table.
 
 On disk (see ``codec`` for the byte formats):
 
 - ``info``: the checkpoint, replaced atomically (temp file, fsync, rename, fsync directory).
 - ``qNNNNN``: chunk files of framed item records, ``chunksize`` items each.
-- ``acks``: the ack log. Each acknowledgement appends one record; a checkpoint folds the
-  acknowledgements into ``info`` and starts a new generation of the log from its start.
+- ``acks``: the ack log, a row of fixed-size slots. Each acknowledgement writes one record
+  into the next slot; a checkpoint folds the acknowledgements into ``info`` and starts a new
+  generation of the log from its start.
 
 In ``fsync`` mode a put is durable before it returns (one ``fdatasync`` into preallocated
 space) and so is an acknowledgement. In ``flush`` mode both are handed to the OS only; a
 checkpoint first makes the chunks it refers to durable, so a power loss can lose only what
 came after the last checkpoint and never leaves the queue unopenable.
+
+``put`` and ``ack`` never checkpoint on their own, except an ``ack`` that finds the ack log
+full: the shell asks ``wants_checkpoint`` after them and runs ``checkpoint``, which it may put
+off when the disk is full (the put or acknowledgement is durable without it).
 """
 
 from __future__ import annotations
@@ -28,21 +34,23 @@ from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
+from pqueue.core import ranges
 from pqueue.core.codec import (
     ACK_RECORD_SIZE,
     HEADER_SIZE,
     ITEM_MAGIC,
+    MAX_SEQ,
     ByteSource,
     Info,
     InfoCursor,
     Record,
     decode,
-    decode_acks,
     decode_info,
     encode,
     encode_ack,
     encode_info,
     find_record,
+    scan_acks,
 )
 from pqueue.core.effects import (
     Create,
@@ -60,6 +68,7 @@ from pqueue.core.errors import (
     CorruptQueueError,
     QueueBrokenError,
     QueueClosedError,
+    QueueForkedError,
     QueueSupersededError,
     SerializerMismatchError,
     ShutDown,
@@ -68,9 +77,11 @@ from pqueue.core.state import Config, Ledger, QueueState, chunk_path
 
 __all__ = [
     "Command",
+    "Notice",
     "Observation",
     "Phase",
     "ReadChunks",
+    "Recovered",
     "Step",
     "ack",
     "advance",
@@ -80,7 +91,9 @@ __all__ = [
     "discard",
     "put",
     "recover",
+    "reserve_acks",
     "shutdown",
+    "wants_checkpoint",
 ]
 
 Step = tuple[QueueState, tuple[Effect, ...]]
@@ -89,7 +102,7 @@ Step = tuple[QueueState, tuple[Effect, ...]]
 # __new__ wrapper: about 0.4 us less per put, get and acknowledgement on the machines measured.
 _new = tuple.__new__
 
-_NO_ACKS: frozenset[int] = frozenset()
+_NO_ACKS: ranges.Ranges = ranges.EMPTY
 _PAGE = 4096
 _MAX_PREALLOC = 4 * 1024 * 1024
 _ZERO_SCAN = 64 * 1024
@@ -106,6 +119,7 @@ class Phase(enum.Enum):
     CLOSED = "closed"
     BROKEN = "broken"
     SUPERSEDED = "superseded"
+    FORKED = "inherited through fork"
 
 
 class Command(enum.Enum):
@@ -117,8 +131,9 @@ class Command(enum.Enum):
     INSPECT = "inspect"
     SHUTDOWN = "shut down"
     CLOSE = "close"
-    FAIL = "fail"  # an IO operation failed
+    FAIL = "fail"  # an IO operation failed, or an exception interrupted one
     SUPERSEDE = "supersede"  # a newer Queue object took the directory over
+    FORK = "fork"  # the process forked: this is the child's copy of the object
 
 
 def _shut_down(path: str, command: Command) -> Exception:
@@ -131,8 +146,8 @@ def _closed(path: str, command: Command) -> Exception:
 
 def _broken(path: str, command: Command) -> Exception:
     return QueueBrokenError(
-        f"cannot {command.value}: the queue at {path!r} is broken by an earlier IO error; "
-        "open the directory again to recover"
+        f"cannot {command.value}: the queue at {path!r} is broken by an earlier IO error or "
+        "interruption; open the directory again to recover"
     )
 
 
@@ -140,6 +155,14 @@ def _superseded(path: str, command: Command) -> Exception:
     return QueueSupersededError(
         f"cannot {command.value}: this Queue object was superseded by a newer Queue opened "
         f"on {path!r} in this process; use that one"
+    )
+
+
+def _forked(path: str, command: Command) -> Exception:
+    return QueueForkedError(
+        f"cannot {command.value}: this Queue object on {path!r} was inherited through fork() "
+        "from the process that opened it, which still owns the directory; this process must "
+        "not use it (open the queue in a process of its own once the owner has closed it)"
     )
 
 
@@ -154,6 +177,7 @@ for _command in (_C.PUT, _C.GET, _C.ACK, _C.INSPECT):
     _PHASES[_P.CLOSED, _command] = _closed
     _PHASES[_P.BROKEN, _command] = _broken
     _PHASES[_P.SUPERSEDED, _command] = _superseded
+    _PHASES[_P.FORKED, _command] = _forked
 _PHASES[_P.SHUTDOWN, _C.PUT] = _shut_down
 _PHASES.update(
     {
@@ -162,21 +186,31 @@ _PHASES.update(
         (_P.CLOSED, _C.SHUTDOWN): _closed,
         (_P.BROKEN, _C.SHUTDOWN): _broken,
         (_P.SUPERSEDED, _C.SHUTDOWN): _superseded,
+        (_P.FORKED, _C.SHUTDOWN): _forked,
         (_P.OPEN, _C.CLOSE): _P.CLOSED,
         (_P.SHUTDOWN, _C.CLOSE): _P.CLOSED,
         (_P.CLOSED, _C.CLOSE): _P.CLOSED,
         (_P.BROKEN, _C.CLOSE): _P.CLOSED,
         (_P.SUPERSEDED, _C.CLOSE): _P.SUPERSEDED,
+        (_P.FORKED, _C.CLOSE): _P.FORKED,
         (_P.OPEN, _C.FAIL): _P.BROKEN,
         (_P.SHUTDOWN, _C.FAIL): _P.BROKEN,
         (_P.BROKEN, _C.FAIL): _P.BROKEN,
         (_P.CLOSED, _C.FAIL): _P.CLOSED,
         (_P.SUPERSEDED, _C.FAIL): _P.SUPERSEDED,
+        (_P.FORKED, _C.FAIL): _P.FORKED,
         (_P.OPEN, _C.SUPERSEDE): _P.SUPERSEDED,
         (_P.SHUTDOWN, _C.SUPERSEDE): _P.SUPERSEDED,
         (_P.BROKEN, _C.SUPERSEDE): _P.SUPERSEDED,
         (_P.CLOSED, _C.SUPERSEDE): _P.CLOSED,
         (_P.SUPERSEDED, _C.SUPERSEDE): _P.SUPERSEDED,
+        (_P.FORKED, _C.SUPERSEDE): _P.FORKED,
+        (_P.OPEN, _C.FORK): _P.FORKED,
+        (_P.SHUTDOWN, _C.FORK): _P.FORKED,
+        (_P.BROKEN, _C.FORK): _P.FORKED,
+        (_P.CLOSED, _C.FORK): _P.CLOSED,
+        (_P.SUPERSEDED, _C.FORK): _P.SUPERSEDED,
+        (_P.FORKED, _C.FORK): _P.FORKED,
     }
 )
 del _command
@@ -204,8 +238,13 @@ def _extent(end: int, hint: int) -> int:
 
 def put(state: QueueState, payload: bytes) -> Step:
     """Append one item (already serialised to ``payload``) at the head."""
-    config, seq, offset, read, read_offset, tail, acked, size, ack_offset, ledger = state
-    frame = encode(ITEM_MAGIC, seq, payload)
+    (
+        config, seq, offset, read, read_offset, tail, acked, size, outstanding, ack_offset,
+        ledger,
+    ) = state
+    if seq >= MAX_SEQ:
+        raise ValueError(f"the queue has reached its last item number ({MAX_SEQ - 1})")
+    frame = encode(ITEM_MAGIC, seq, payload, config.salt)
     end = offset + len(frame)
     effects: tuple[Effect, ...]
     if offset == 0:
@@ -222,7 +261,7 @@ def put(state: QueueState, payload: bytes) -> Step:
         else:
             alloc = 0
             effects = (Create(path), Write(path, 0, frame))
-        ledger = Ledger(ledger.checkpoint, path, alloc, ledger.crossings)
+        ledger = attrs.evolve(ledger, head_path=path, alloc=alloc)
     elif not config.sync:
         path = ledger.head_path
         effects = (_new(Write, (path, offset, frame)),)
@@ -233,25 +272,26 @@ def put(state: QueueState, payload: bytes) -> Step:
         path = ledger.head_path
         alloc = _extent(end, 2 * ledger.alloc)
         effects = (Write(path, offset, frame + bytes(alloc - end)), Fsync(path))
-        ledger = Ledger(ledger.checkpoint, path, alloc, ledger.crossings)
+        ledger = attrs.evolve(ledger, alloc=alloc)
     seq += 1
     if seq % config.chunksize:
         return _new(
             QueueState,
-            (config, seq, end, read, read_offset, tail, acked, size + 1, ack_offset, ledger),
+            (
+                config, seq, end, read, read_offset, tail, acked, size + 1, outstanding,
+                ack_offset, ledger,
+            ),
         ), effects
     # The chunk is full: the head crosses into the next one.
-    ledger = Ledger(ledger.checkpoint, path, ledger.alloc, ledger.crossings + 1)
-    new = QueueState(config, seq, 0, read, read_offset, tail, acked, size + 1, ack_offset, ledger)
+    ledger = attrs.evolve(ledger, crossings=ledger.crossings + 1)
+    new = QueueState(
+        config, seq, 0, read, read_offset, tail, acked, size + 1, outstanding, ack_offset,
+        ledger,
+    )
     if config.sync:
-        effects = (*effects, Release(path))
-    else:
-        # The checkpoint will fdatasync this chunk: have its data on its way to disk now.
-        effects = (*effects, WriteBack(path), Release(path))
-    if _wants_checkpoint(new):
-        new, more = checkpoint(new)
-        effects += more
-    return new, effects
+        return new, (*effects, Release(path))
+    # The checkpoint will fdatasync this chunk: have its data on its way to disk now.
+    return new, (*effects, WriteBack(path), Release(path))
 
 
 def deliver(state: QueueState, seq: int, end: int) -> tuple[QueueState, bool]:
@@ -259,7 +299,10 @@ def deliver(state: QueueState, seq: int, end: int) -> tuple[QueueState, bool]:
     ending at byte ``end``. Returns the new state and whether the item is to be delivered
     (False: it was acknowledged before a reopen, so it is skipped).
     """
-    config, head, head_offset, read, read_offset, tail, acked, size, ack_offset, ledger = state
+    (
+        config, head, head_offset, read, read_offset, tail, acked, size, outstanding,
+        ack_offset, ledger,
+    ) = state
     if read >= head:
         raise ValueError(f"no item to deliver: read {read} is at the head")
     if seq != read:
@@ -272,81 +315,68 @@ def deliver(state: QueueState, seq: int, end: int) -> tuple[QueueState, bool]:
     cs = config.chunksize
     if not seq % cs:
         end = 0
-    if acked and read in acked:
+    if acked and ranges.contains(acked, read):
         # Acknowledged before a reopen: skip it. If it was the oldest unfinished item, the
         # tail moves past it (and past any acknowledged items up to the read position).
         if tail == read:
-            tail, acked = _advance(tail, acked, seq)
+            tail, acked = ranges.pop_front(acked, tail, seq)
             if tail // cs != read // cs:
-                ledger = Ledger(
-                    ledger.checkpoint, ledger.head_path, ledger.alloc, ledger.crossings + 1
-                )
+                ledger = attrs.evolve(ledger, crossings=ledger.crossings + 1)
         return _new(
             QueueState,
-            (config, head, head_offset, seq, end, tail, acked, size, ack_offset, ledger),
+            (
+                config, head, head_offset, seq, end, tail, acked, size, outstanding,
+                ack_offset, ledger,
+            ),
         ), False
     return _new(
         QueueState,
-        (config, head, head_offset, seq, end, tail, acked, size - 1, ack_offset, ledger),
+        (
+            config, head, head_offset, seq, end, tail, acked, size - 1, outstanding + 1,
+            ack_offset, ledger,
+        ),
     ), True
 
 
 def ack(state: QueueState, seq: int) -> Step:
-    """Acknowledge delivered item ``seq``: it will never be delivered again."""
-    config, head, head_offset, read, read_offset, tail, acked, size, ack_offset, ledger = state
-    if not tail <= seq < read or (acked and seq in acked):
+    """Acknowledge delivered item ``seq``: it will never be delivered again.
+
+    Writes one record into the ack log (and fsyncs it, in ``fsync`` mode); when the log has
+    no room left, a checkpoint records the acknowledgement instead. Whether a checkpoint is
+    due after it is ``wants_checkpoint``'s to say.
+    """
+    (
+        config, head, head_offset, read, read_offset, tail, acked, size, outstanding,
+        ack_offset, ledger,
+    ) = state
+    if not tail <= seq < read or (acked and ranges.contains(acked, seq)):
         raise ValueError(f"item {seq} is not an outstanding delivery")
     old_tail = tail
     if seq != tail:
-        acked = acked | {seq}
+        acked = ranges.add(acked, seq)
     elif acked:
-        tail, acked = _advance(tail + 1, acked, read)
+        tail, acked = ranges.pop_front(acked, tail + 1, read)
     else:
         tail += 1
     cs = config.chunksize
     if tail // cs != old_tail // cs:
-        ledger = _tail_crossed(ledger, old_tail, tail, cs)
+        ledger = attrs.evolve(ledger, crossings=ledger.crossings + tail // cs - old_tail // cs)
+    end = ack_offset + ACK_RECORD_SIZE
     new = _new(
         QueueState,
         (
-            config, head, head_offset, read, read_offset, tail, acked, size,
-            ack_offset + ACK_RECORD_SIZE, ledger,
+            config, head, head_offset, read, read_offset, tail, acked, size, outstanding - 1,
+            end, ledger,
         ),
     )
-    policy = config.policy
-    if (
-        ack_offset + ACK_RECORD_SIZE > policy.ack_log_bytes  # the ack log is full
-        or ledger.crossings >= policy.checkpoint_every
-        or (tail == head and _wants_checkpoint(new))
-    ):
-        # The checkpoint records this acknowledgement itself; no ack record is needed.
+    if end > ledger.ack_capacity:
+        # The ack log is full: the checkpoint records this acknowledgement itself.
         return checkpoint(new)
     path = config.ack_path
     record = _new(Write, (path, ack_offset, encode_ack(ledger.checkpoint.ack_generation, seq)))
     if config.sync:
         return new, (record, Fsync(path))
     return new, (record,)
-
-
-def _tail_crossed(ledger: Ledger, old_tail: int, tail: int, cs: int) -> Ledger:
-    """The ledger once the tail moved from ``old_tail`` to ``tail`` across chunk boundaries
-    (each fully acknowledged chunk counts towards the next checkpoint)."""
-    return Ledger(
-        ledger.checkpoint, ledger.head_path, ledger.alloc,
-        ledger.crossings + tail // cs - old_tail // cs,
-    )
-
-
-def _advance(tail: int, acked: frozenset[int], limit: int) -> tuple[int, frozenset[int]]:
-    """Move ``tail`` past acknowledged items, but not past ``limit`` (the read position:
-    acknowledged items not yet read again after a reopen stay in ``acked`` to be skipped)."""
-    if acked and tail < limit and tail in acked:
-        rest = set(acked)
-        while tail < limit and tail in rest:
-            rest.discard(tail)
-            tail += 1
-        acked = frozenset(rest) if rest else _NO_ACKS
-    return tail, acked
 
 
 def discard(state: QueueState, seq: int, offset: int) -> Step:
@@ -357,21 +387,23 @@ def discard(state: QueueState, seq: int, offset: int) -> Step:
     Only ever asked for explicitly (``Queue.discard_damaged``): a damaged item is never
     skipped otherwise.
     """
-    config, head, head_offset, read, _, tail, acked, size, ack_offset, ledger = state
+    config, head, head_offset, read, _, tail, acked, size, outstanding, ack_offset, ledger = (
+        state
+    )
     if not read < seq <= head:
         raise ValueError(f"cannot discard up to item {seq}: the read position is {read}, "
                          f"the head {head}")
-    skipped = frozenset(range(read, seq))
-    discarded = len(skipped - acked)  # those acknowledged before a reopen were not counted
-    acked = acked | skipped
+    # Those acknowledged before a reopen were not counted as waiting.
+    discarded = seq - read - (ranges.count(acked, seq) - ranges.count(acked, read))
+    acked = ranges.add_range(acked, read, seq)
     old_tail = tail
-    tail, acked = _advance(tail, acked, seq)
+    tail, acked = ranges.pop_front(acked, tail, seq)
     cs = config.chunksize
     if tail // cs != old_tail // cs:
-        ledger = _tail_crossed(ledger, old_tail, tail, cs)
+        ledger = attrs.evolve(ledger, crossings=ledger.crossings + tail // cs - old_tail // cs)
     new = QueueState(
-        config, head, head_offset, seq, offset, tail, acked, size - discarded, ack_offset,
-        ledger,
+        config, head, head_offset, seq, offset, tail, acked, size - discarded, outstanding,
+        ack_offset, ledger,
     )
     return checkpoint(new)
 
@@ -382,16 +414,16 @@ def shutdown(state: QueueState, immediate: bool) -> QueueState:
     stay on disk, unacknowledged, and are delivered after the next open."""
     if not immediate:
         return state
-    return QueueState(
-        state.config, state.head, state.head_offset, state.read, state.read_offset,
-        state.tail, state.acked, 0, state.ack_offset, state.ledger,
-    )
+    return state._replace(size=0)
 
 
 # --- checkpoints -----------------------------------------------------------------------------
 
 
-def _wants_checkpoint(state: QueueState) -> bool:
+def wants_checkpoint(state: QueueState) -> bool:
+    """Whether a checkpoint is due: the policy's number of chunk boundaries was crossed
+    since the last one or, where the policy says so, the queue is drained and a consumed
+    chunk waits for deletion."""
     ledger = state.ledger
     policy = state.config.policy
     if ledger.crossings >= policy.checkpoint_every:
@@ -404,44 +436,66 @@ def _wants_checkpoint(state: QueueState) -> bool:
     )
 
 
+def reclaimable(state: QueueState) -> bool:
+    """Whether the queue is drained and a checkpoint now would delete chunk files: consumed
+    chunks wait for deletion, or the head chunk holds only acknowledged items."""
+    cs = state.config.chunksize
+    return state.tail == state.head and (
+        state.head % cs != 0 or state.tail // cs > state.ledger.checkpoint.tail // cs
+    )
+
+
 def checkpoint(state: QueueState) -> Step:
-    """Record the state in ``info``, then delete the chunks it no longer refers to."""
-    return _checkpoint(state, sync_data=not state.config.sync)
+    """Record the state in ``info``, then delete the chunks it no longer refers to.
 
-
-def _checkpoint(state: QueueState, *, sync_data: bool) -> Step:
+    A drained queue (every item acknowledged) moves its head to the next chunk boundary, so
+    that the head chunk, which then holds only acknowledged items, is deleted too: a drained
+    queue keeps no chunk file.
+    """
     config = state.config
     cs = config.chunksize
     ledger = state.ledger
     old = ledger.checkpoint
-    head = state.head
+    head, head_offset, read, read_offset, tail = (
+        state.head, state.head_offset, state.read, state.read_offset, state.tail
+    )
     effects: list[Effect] = []
-    if sync_data:
+    drained = tail == head
+    if not drained and (not config.sync or ledger.resync):
         # Everything the new checkpoint refers to must be durable before it is: the items up
         # to the head, and the start of the tail's chunk (recovery walks it to the tail).
-        first = max(old.head.seq, state.tail // cs * cs)
+        # A drained queue refers to no item.
+        first = max(old.head.seq, tail // cs * cs)
         if first < head:
             last = (head - 1) // cs
             effects.extend(Fsync(chunk_path(config, n)) for n in range(first // cs, last + 1))
             if last * cs >= old.head.seq:  # a chunk was started since: its name too
                 effects.append(FsyncDir(config.directory))
+    if drained and head % cs:
+        # Drained in the middle of a chunk: skip the item numbers left in it, so that the
+        # chunk can go and the next put starts a new one.
+        head = read = tail = -(-head // cs) * cs
+        read_offset = head_offset = 0
+        effects.append(Release(ledger.head_path))
     info = Info(
         chunksize=cs,
         serializer=config.serializer,
         durability=config.durability,
-        head=InfoCursor(head, state.head_offset),
-        tail=state.tail,
-        acked=tuple(sorted(state.acked)),
+        head=InfoCursor(head, head_offset),
+        tail=tail,
+        acked=tuple(ranges.pairs(state.acked)),
         ack_generation=old.ack_generation + 1,
+        salt=config.salt,
+        ack_log=ledger.ack_capacity if config.sync else 0,
     )
     effects.extend(_replace_info(config, info))
     # Only now, with no durable checkpoint referring to them, may consumed chunks go.
-    effects.extend(
-        Unlink(chunk_path(config, n)) for n in range(old.tail // cs, state.tail // cs)
-    )
+    effects.extend(Unlink(chunk_path(config, n)) for n in range(old.tail // cs, tail // cs))
+    head_path = ledger.head_path if head == state.head else chunk_path(config, head // cs)
     new = QueueState(
-        config, head, state.head_offset, state.read, state.read_offset, state.tail,
-        state.acked, state.size, 0, Ledger(info, ledger.head_path, ledger.alloc, 0),
+        config, head, head_offset, read, read_offset, tail, state.acked, state.size,
+        state.outstanding, 0,
+        Ledger(info, head_path, ledger.alloc, 0, ledger.ack_capacity),
     )
     return new, tuple(effects)
 
@@ -457,6 +511,24 @@ def _replace_info(config: Config, info: Info) -> tuple[Effect, ...]:
     )
 
 
+def reserve_acks(state: QueueState, size: int) -> Step | None:
+    """In ``fsync`` mode, make the ack log (now ``size`` bytes) preallocated and durable:
+    extended with zeros to the policy's size if it is smaller, then fsynced, so that
+    acknowledgements write into allocated space. None when nothing is to be done. (Opening
+    runs it; on a full disk the shell may go on without it, with the room the log has.)"""
+    config = state.config
+    if not config.sync:
+        return None
+    wanted = max(config.policy.ack_log_bytes, size)
+    if state.ledger.ack_capacity >= wanted:
+        return None
+    path = config.ack_path
+    effects: tuple[Effect, ...] = (Fsync(path),)
+    if size < wanted:
+        effects = (Write(path, size, bytes(wanted - size)), *effects)
+    return state._replace(ledger=attrs.evolve(state.ledger, ack_capacity=wanted)), effects
+
+
 def close(state: QueueState) -> Step:
     """Checkpoint whatever changed since the last checkpoint, then let go of the files."""
     info = state.ledger.checkpoint
@@ -464,7 +536,8 @@ def close(state: QueueState) -> Step:
     if (
         info.head.seq != state.head
         or info.tail != state.tail
-        or frozenset(info.acked) != state.acked
+        or info.acked != tuple(ranges.pairs(state.acked))
+        or reclaimable(state)
     ):
         state, effects = checkpoint(state)
     config = state.config
@@ -497,6 +570,36 @@ class ReadChunks:
     numbers: tuple[int, ...]
 
 
+@attrs.frozen
+class Notice:
+    """Something recovery repaired or dropped, for the shell to log: ``level`` is
+    ``"warning"`` when items or acknowledgements that had been reported done may be lost
+    (flush mode only: in fsync mode that is an error), else ``"info"``."""
+
+    level: str
+    message: str
+
+
+@attrs.frozen
+class Recovered:
+    """What ``recover`` decided.
+
+    - ``state``: the recovered queue, before any checkpoint: its ledger still refers to the
+      ``info`` on disk, so that the queue can go on without writing one (a full disk).
+    - ``repairs``: effects to apply before anything else (they only remove or shorten files).
+    - ``checkpoint``: whether a checkpoint should follow (not for a new queue, whose
+      ``info`` is among the repairs).
+    - ``ack_size``: the size of the ack log file, for ``reserve_acks``.
+    - ``notices``: what was repaired or dropped, for the log.
+    """
+
+    state: QueueState
+    repairs: tuple[Effect, ...]
+    checkpoint: bool
+    ack_size: int
+    notices: tuple[Notice, ...] = ()
+
+
 _CHUNK_NAME = re.compile(r"q(\d{5,})")
 
 
@@ -509,14 +612,14 @@ def _chunk_numbers(names: Iterable[str]) -> list[int]:
     return sorted(numbers)
 
 
-def recover(config: Config, obs: Observation) -> ReadChunks | Step:
+def recover(config: Config, obs: Observation) -> ReadChunks | Recovered:
     """Open the queue from what is on disk: the recovered state and the repairs to apply.
 
     Repairs: a torn or garbage tail after the last whole item is cut off, stray chunk files
-    (past the head, or consumed) and an orphaned temp file are removed, and a new checkpoint
-    is written. Damage that cannot be repaired without losing acknowledged data raises
-    ``CorruptQueueError`` naming the file and offset. Returns ``ReadChunks`` when it needs
-    chunk contents first; call again with them added to ``obs.chunks``.
+    (past the head, or consumed) and an orphaned temp file are removed. Damage that cannot
+    be repaired without losing acknowledged data raises ``CorruptQueueError`` naming the
+    file and offset. Returns ``ReadChunks`` when it needs chunk contents first; call again
+    with them added to ``obs.chunks``.
     """
     numbers = _chunk_numbers(obs.names)
     if obs.info is None:
@@ -529,9 +632,11 @@ def recover(config: Config, obs: Observation) -> ReadChunks | Step:
             config.ack_path, 0, "the ack log is missing; without it acknowledged items would "
             "be delivered again"
         )
-    if info.chunksize != config.chunksize:
-        config = attrs.evolve(config, chunksize=info.chunksize)
+    if info.chunksize != config.chunksize or info.salt != config.salt:
+        config = attrs.evolve(config, chunksize=info.chunksize, salt=info.salt)
     cs = info.chunksize
+    salt = info.salt
+    strict = info.durability == "fsync"
     present = set(numbers)
     head = info.head
     head_chunk = head.seq // cs
@@ -562,7 +667,7 @@ def recover(config: Config, obs: Observation) -> ReadChunks | Step:
             f"the chunk ends before the checkpointed head at offset {head.offset}",
         )
     while (data := obs.chunks.get(number)) is not None:
-        rec = decode(data, pos, ITEM_MAGIC)
+        rec = decode(data, pos, ITEM_MAGIC, salt)
         if type(rec) is not Record or rec.seq != seq:
             break
         seq += 1
@@ -570,19 +675,56 @@ def recover(config: Config, obs: Observation) -> ReadChunks | Step:
         if seq % cs == 0:
             number += 1
             pos = 0
-    if info.durability == "fsync":
-        _refuse_lost_items(config, obs, numbers, number, pos, seq)
+    notices: list[Notice] = []
+    later = _later_records(config, obs, numbers, number, pos, seq)
+    path = chunk_path(config, number)
+    if later is not None:
+        first, last, where, offset = later
+        problem = "is damaged" if number in obs.chunks else "is missing (its chunk file is gone)"
+        if strict:
+            raise CorruptQueueError(
+                path, pos,
+                f"item {seq} {problem}, but item {first} follows in {where} at offset "
+                f"{offset}; refusing to drop acknowledged puts",
+            )
+        notices.append(Notice(
+            "warning",
+            f"{path} at offset {pos}: item {seq} {problem}; dropped it and the "
+            f"{last - seq} items after it (items {seq + 1} to {last} were whole): flush mode "
+            "had not made them durable",
+        ))
     new_head, head_offset = seq, pos
 
     # Fold in the acknowledgements logged since the checkpoint.
-    acked = set(info.acked)
-    acked.update(
-        s for s in decode_acks(obs.acks, info.ack_generation) if info.tail <= s < new_head
-    )
-    tail = info.tail
-    while tail in acked:
-        acked.discard(tail)
-        tail += 1
+    if strict and len(obs.acks) < info.ack_log:
+        raise CorruptQueueError(
+            config.ack_path, len(obs.acks),
+            f"the ack log is {len(obs.acks)} bytes, but it was {info.ack_log} bytes when the "
+            "checkpoint was written: it was truncated, and acknowledged items would be "
+            "delivered again",
+        )
+    scan = scan_acks(obs.acks, info.ack_generation)
+    if scan.damaged:
+        damaged_at = scan.damaged[0]
+        if strict:
+            raise CorruptQueueError(
+                config.ack_path, damaged_at,
+                f"ack record damaged, but {len(scan.acks)} acknowledgements of this log "
+                f"generation follow up to offset {scan.end}; refusing to deliver acknowledged "
+                "items again",
+            )
+        notices.append(Notice(
+            "warning",
+            f"{config.ack_path} at offset {damaged_at}: {len(scan.damaged)} damaged ack "
+            "record(s) "
+            "passed over; the items they acknowledged may be delivered again",
+        ))
+    acked = ranges.from_pairs(info.acked)
+    for s in scan.acks:
+        if info.tail <= s < new_head and not ranges.contains(acked, s):
+            acked = ranges.add(acked, s)
+    acked = _below(acked, new_head)
+    tail, acked = ranges.pop_front(acked, info.tail, new_head)
     if tail == new_head:
         tail_offset = head_offset
     elif tail % cs == 0:
@@ -600,10 +742,15 @@ def recover(config: Config, obs: Observation) -> ReadChunks | Step:
     alloc = config.policy.prealloc_bytes
     if head_offset:
         data = obs.chunks[number]
-        path = chunk_path(config, number)
         if _holds_data(data, pos):
             effects += [Truncate(path, pos), Fsync(path)]
             alloc = pos
+            if later is None:
+                notices.append(Notice(
+                    "warning" if not strict else "info",
+                    f"{path} at offset {pos}: cut off a torn record after item {seq - 1} "
+                    "(a put in flight at a crash)",
+                ))
         else:
             alloc = len(data)
     stray = [
@@ -613,40 +760,85 @@ def recover(config: Config, obs: Observation) -> ReadChunks | Step:
     effects.extend(Unlink(chunk_path(config, n)) for n in stray)
     if stray:
         effects.append(FsyncDir(config.directory))
-    ack_bytes = len(obs.acks)
-    if config.sync and ack_bytes < config.policy.ack_log_bytes:
-        padding = bytes(config.policy.ack_log_bytes - ack_bytes)
-        effects += [Write(config.ack_path, ack_bytes, padding), Fsync(config.ack_path)]
+    waiting = new_head - tail - ranges.count(acked, new_head)
+    if not config.sync:
+        capacity = config.policy.ack_log_bytes  # records are appended
+    elif strict:
+        capacity = len(obs.acks)  # preallocated and fsynced by the writer before
+    else:
+        capacity = 0  # written by a flush-mode writer: nothing is known to be allocated
     state = QueueState(
-        config, new_head, head_offset, tail, tail_offset, tail, frozenset(acked),
-        new_head - tail - len(acked), 0,
-        Ledger(info, chunk_path(config, number), alloc, 0),
+        config, new_head, head_offset, tail, tail_offset, tail, acked, waiting, 0, scan.end,
+        Ledger(info, chunk_path(config, number), alloc, 0, capacity, resync=True),
     )
-    state, more = _checkpoint(state, sync_data=True)
-    return state, (*effects, *more)
+    return Recovered(state, tuple(effects), True, len(obs.acks), tuple(notices))
 
 
-def _refuse_lost_items(
+def _below(acked: ranges.Ranges, limit: int) -> ranges.Ranges:
+    """``acked`` without the numbers from ``limit`` on."""
+    i = 0
+    while i < len(acked) and acked[i + 1] <= limit:
+        i += 2
+    if i < len(acked) and acked[i] < limit:
+        return (*acked[:i], acked[i], limit)
+    return acked[:i]
+
+
+def _later_records(
     config: Config, obs: Observation, numbers: list[int], number: int, pos: int, seq: int
-) -> None:
-    """In fsync mode every put was durable before the next began, so a whole item after the
-    point where the scan stopped means acknowledged items in between were damaged."""
+) -> tuple[int, int, str, int] | None:
+    """Whole records of later items after the point where the scan stopped (item ``seq``
+    at offset ``pos`` of chunk ``number``), if any: (the first one's seq, the last seq of
+    the run it starts, its file and its offset). None means the scan stopped at a torn or
+    unwritten tail.
+
+    Only a record that can be one of this queue's later items counts: valid with this
+    queue's salt, numbered after ``seq`` and within the chunk its file holds, at an offset
+    that leaves room for the items between, or the first item of a later chunk at its
+    start. A record inside the payload of a torn item is never one: a payload holds only
+    bytes put before the item was numbered (records of this queue numbered below it) or
+    records of other queues (another salt).
+    """
+    cs = config.chunksize
+    salt = config.salt
     data = obs.chunks.get(number)
-    found = find_record(data, pos, ITEM_MAGIC) if data is not None else None
-    where = number
-    if found is None:
-        for n in numbers:
-            if n > number and (found := find_record(obs.chunks[n], 0, ITEM_MAGIC)):
-                where = n
-                break
-    if found is not None:
-        problem = "is damaged" if data is not None else "is missing (its chunk file is gone)"
-        raise CorruptQueueError(
-            chunk_path(config, number), pos,
-            f"item {seq} {problem}, but item {found.seq} follows in "
-            f"{chunk_path(config, where)} at offset {found.start - HEADER_SIZE}; refusing to drop "
-            "acknowledged puts",
-        )
+    if data is not None:
+        found = find_record(data, pos + 1, ITEM_MAGIC, salt)
+        while found is not None:
+            start = found.start - HEADER_SIZE
+            if (
+                seq < found.seq < (number + 1) * cs
+                and start - pos >= HEADER_SIZE * (found.seq - seq)
+            ):
+                last = _run_end(config, obs, number, found)
+                return found.seq, last, chunk_path(config, number), start
+            found = find_record(data, start + 1, ITEM_MAGIC, salt)
+    for n in numbers:
+        if n > number:
+            rec = decode(obs.chunks[n], 0, ITEM_MAGIC, salt)
+            if type(rec) is Record and rec.seq == n * cs:
+                last = _run_end(config, obs, n, rec)
+                return rec.seq, last, chunk_path(config, n), 0
+    return None
+
+
+def _run_end(config: Config, obs: Observation, number: int, rec: Record) -> int:
+    """The seq of the last item of the run of consecutive whole records starting with
+    ``rec`` in chunk ``number`` (and on into the chunks after it)."""
+    cs = config.chunksize
+    seq, pos = rec.seq, rec.end
+    while True:
+        nxt = seq + 1
+        if nxt % cs == 0:
+            number += 1
+            pos = 0
+        data = obs.chunks.get(number)
+        if data is None:
+            return seq
+        found = decode(data, pos, ITEM_MAGIC, config.salt)
+        if type(found) is not Record or found.seq != nxt:
+            return seq
+        seq, pos = nxt, found.end
 
 
 def _holds_data(data: ByteSource, pos: int) -> bool:
@@ -663,14 +855,15 @@ def _locate(config: Config, data: ByteSource, seq: int) -> int:
     """The offset of item ``seq`` in its chunk ``data``, walking from the start (and
     skipping over damage to consumed items before it)."""
     cs = config.chunksize
+    salt = config.salt
     expect = seq // cs * cs
     pos = 0
     while True:
-        rec = decode(data, pos, ITEM_MAGIC)
+        rec = decode(data, pos, ITEM_MAGIC, salt)
         if type(rec) is not Record or rec.seq != expect:
-            found = find_record(data, pos + 1, ITEM_MAGIC)
+            found = find_record(data, pos + 1, ITEM_MAGIC, salt)
             while found is not None and found.seq < seq:
-                found = find_record(data, found.end, ITEM_MAGIC)
+                found = find_record(data, found.end, ITEM_MAGIC, salt)
             if found is None or found.seq != seq:
                 raise CorruptQueueError(
                     chunk_path(config, seq // cs), pos,
@@ -683,13 +876,22 @@ def _locate(config: Config, data: ByteSource, seq: int) -> int:
         pos = rec.end
 
 
-def _recover_fresh(config: Config, obs: Observation, numbers: list[int]) -> ReadChunks | Step:
+def _starts_with_a_frame(data: ByteSource) -> bool:
+    if len(data) < HEADER_SIZE or data[0] != ITEM_MAGIC:
+        return False
+    length = int.from_bytes(data[5:9], "little")
+    return HEADER_SIZE + length <= len(data)
+
+
+def _recover_fresh(config: Config, obs: Observation, numbers: list[int]) -> ReadChunks | Recovered:
     """No ``info``: a new queue, unless chunk files hold items (then ``info`` was lost)."""
     missing = tuple(n for n in numbers if n not in obs.chunks)
     if missing:
         return ReadChunks(missing)
     for n in numbers:
-        if find_record(obs.chunks[n], 0, ITEM_MAGIC) is not None:
+        # Without info the salt is unknown, so no CRC can be checked: a chunk that starts
+        # with a record header whose frame fits in the file holds items.
+        if _starts_with_a_frame(obs.chunks[n]):
             raise CorruptQueueError(
                 config.info_path, 0,
                 f"the info file is missing, but {chunk_path(config, n)} holds queue items",
@@ -699,8 +901,9 @@ def _recover_fresh(config: Config, obs: Observation, numbers: list[int]) -> Read
         effects.append(Unlink(config.temp_path))
     effects.extend(Unlink(chunk_path(config, n)) for n in numbers)
     effects.append(Create(config.ack_path))
+    capacity = config.policy.ack_log_bytes
     if config.sync:
-        effects.append(Write(config.ack_path, 0, bytes(config.policy.ack_log_bytes)))
+        effects.append(Write(config.ack_path, 0, bytes(capacity)))
     effects += [Fsync(config.ack_path), FsyncDir(config.directory)]
     info = Info(
         chunksize=config.chunksize,
@@ -708,10 +911,12 @@ def _recover_fresh(config: Config, obs: Observation, numbers: list[int]) -> Read
         durability=config.durability,
         head=InfoCursor(0, 0),
         tail=0,
+        salt=config.salt,
+        ack_log=capacity if config.sync else 0,
     )
     effects.extend(_replace_info(config, info))
     state = QueueState(
-        config, 0, 0, 0, 0, 0, _NO_ACKS, 0, 0,
-        Ledger(info, chunk_path(config, 0), config.policy.prealloc_bytes, 0),
+        config, 0, 0, 0, 0, 0, _NO_ACKS, 0, 0, 0,
+        Ledger(info, chunk_path(config, 0), config.policy.prealloc_bytes, 0, capacity),
     )
-    return state, tuple(effects)
+    return Recovered(state, tuple(effects), False, capacity if config.sync else 0)

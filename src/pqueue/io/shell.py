@@ -2,16 +2,25 @@
 
 It owns no policy. It observes the directory for recovery, applies effects in order, and
 reads item records back for delivery. Any ``OSError`` propagates to the caller, which moves
-the queue to its broken phase.
+the queue to its broken phase, except where the disk is full and going on is safe: a put
+that found no space changes nothing (``DiskFullError``), and a checkpoint that found no
+space for its temp file is put off (what it would record is durable without it).
+
+While effects are being applied, ``dirty`` is True: an exception that escapes then (an
+``OSError``, or any other, such as ``KeyboardInterrupt`` from a signal) leaves the disk ahead
+of ``state``, and the caller must treat the shell as broken.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import operator
 import struct
 from typing import SupportsIndex, overload
 
-from pqueue.core import transitions
+from pqueue.core import ranges, transitions
 from pqueue.core.codec import (
     HEADER_SIZE,
     ITEM_MAGIC,
@@ -34,11 +43,15 @@ from pqueue.core.effects import (
     Write,
     WriteBack,
 )
-from pqueue.core.errors import CorruptQueueError
+from pqueue.core.errors import CorruptQueueError, DiskFullError
 from pqueue.core.state import Config, QueueState, chunk_path
 from pqueue.io.fs import FileSystem
 
-__all__ = ["Shell", "apply"]
+__all__ = ["Shell", "apply", "failed_effect", "observe"]
+
+log = logging.getLogger("pqueue")
+
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 # Records put while every earlier one is read already are kept for the reader: up to this
 # many unread, each of at most _HANDOFF_BYTES (4 MiB at most in all). Beyond that the
@@ -53,23 +66,51 @@ _put = transitions.put
 _ack = transitions.ack
 _deliver = transitions.deliver
 _discard = transitions.discard
+_wants_checkpoint = transitions.wants_checkpoint
 
 _LENGTH = struct.Struct("<I")
 
+_FAILED_EFFECT = "pqueue_effect"
+
 
 def apply(fs: FileSystem, effects: tuple[Effect, ...] | list[Effect]) -> None:
-    """Apply ``effects`` in order through ``fs``."""
-    if len(effects) == 1 and type(effect := effects[0]) is Write:
-        # The common case (a put or acknowledgement between checkpoints), made short.
-        fs.write(effect.path, effect.data, effect.offset)
-        return
-    for effect in effects:
-        if type(effect) is Write:
+    """Apply ``effects`` in order through ``fs``.
+
+    An ``OSError`` propagates with the effect that raised it attached (``failed_effect``).
+    """
+    effect: Effect | None = None
+    try:
+        if len(effects) == 1 and type(effect := effects[0]) is Write:
+            # The common case (a put or acknowledgement between checkpoints), made short.
             fs.write(effect.path, effect.data, effect.offset)
-        elif type(effect) is Fsync:
-            fs.fsync(effect.path)
-        else:
-            _apply_other(fs, effect)
+            return
+        for effect in effects:
+            if type(effect) is Write:
+                fs.write(effect.path, effect.data, effect.offset)
+            elif type(effect) is Fsync:
+                fs.fsync(effect.path)
+            else:
+                _apply_other(fs, effect)
+    except OSError as exc:
+        setattr(exc, _FAILED_EFFECT, effect)  # an attribute OSError does not declare
+        raise
+
+
+def failed_effect(exc: OSError) -> Effect | None:
+    """The effect whose application raised ``exc`` (None if ``apply`` did not raise it)."""
+    found: Effect | None = getattr(exc, _FAILED_EFFECT, None)
+    return found
+
+
+def _no_space(exc: OSError, kinds: tuple[type, ...], path: str | None = None) -> bool:
+    """Whether ``exc`` says the disk is full and was raised by an effect of ``kinds`` (on
+    ``path``, if given): the writes that may fail so without harm."""
+    effect = failed_effect(exc)
+    return (
+        exc.errno in _NO_SPACE
+        and type(effect) in kinds
+        and (path is None or getattr(effect, "path", None) == path)
+    )
 
 
 def _apply_other(fs: FileSystem, effect: Effect) -> None:
@@ -160,6 +201,60 @@ class FileView:
         return self._window[: stop - start]
 
 
+_FILE_KINDS = {"dir": "a directory", "symlink": "a symbolic link", "other": "not a regular file"}
+
+
+def check_regular(fs: FileSystem, path: str) -> None:
+    """Raise ``CorruptQueueError`` naming ``path`` if something other than a regular file (a
+    directory, a symbolic link, a FIFO, a socket, a device) is there: pqueue only ever puts
+    regular files in its directory, and reading a FIFO would block forever."""
+    kind = fs.file_type(path)
+    if kind is not None and kind != "file":
+        raise CorruptQueueError(
+            path, 0, f"is {_FILE_KINDS.get(kind, kind)}, not a regular file as pqueue writes"
+        )
+
+
+def _read_whole(fs: FileSystem, path: str) -> bytes:
+    check_regular(fs, path)
+    return fs.read(path)
+
+
+def observe(fs: FileSystem, config: Config) -> transitions.Recovered:
+    """Read what recovery needs from ``config.directory`` and run ``transitions.recover``
+    on it, reading the chunk files it asks for: what to do to open the queue. Reads only:
+    nothing on disk changes (``Shell.start`` applies the outcome)."""
+    directory = config.directory
+    names = frozenset(fs.listdir(directory))
+    info_name = config.info_path.rsplit("/", 1)[1]
+    ack_name = config.ack_path.rsplit("/", 1)[1]
+    check_regular(fs, config.temp_path)
+    obs = transitions.Observation(
+        names=names,
+        info=_read_whole(fs, config.info_path) if info_name in names else None,
+        acks=_read_whole(fs, config.ack_path) if ack_name in names else None,
+        temp_exists=fs.exists(config.temp_path),
+    )
+    chunks: dict[int, ByteSource] = {}
+    while True:
+        outcome = transitions.recover(config, obs)
+        if not isinstance(outcome, transitions.ReadChunks):
+            return outcome
+        for number in outcome.numbers:
+            path = chunk_path(config, number)
+            check_regular(fs, path)
+            size = fs.size(path)
+            # A small chunk is read whole; a larger one through a window.
+            chunks[number] = (
+                fs.read(path) if size <= _VIEW_WINDOW
+                else FileView(fs, path, size, _VIEW_WINDOW)
+            )
+        obs = transitions.Observation(
+            names=names, info=obs.info, acks=obs.acks, temp_exists=obs.temp_exists,
+            chunks=chunks,
+        )
+
+
 class Shell:
     """Holds the current state and the file system; the Queue calls it under its lock."""
 
@@ -173,58 +268,129 @@ class Shell:
         # a put of this item extends the read-ahead.
         self._ahead = state.read
         self._block = 256 * 1024
+        # True while effects are applied: an exception escaping then leaves the disk ahead
+        # of ``state``, and the shell must not be used again.
+        self.dirty = False
+        # The chunk crossings at which a checkpoint was last put off for lack of space: it
+        # is tried again after the next crossing (or when the ack log is full).
+        self.deferred: int | None = None
 
     @classmethod
-    def open(cls, fs: FileSystem, config: Config) -> Shell:
-        """Recover the queue in ``config.directory`` (creating it if new) and repair it."""
-        directory = config.directory
-        names = frozenset(fs.listdir(directory))
-        info_name = config.info_path.rsplit("/", 1)[1]
-        ack_name = config.ack_path.rsplit("/", 1)[1]
-        obs = transitions.Observation(
-            names=names,
-            info=fs.read(config.info_path) if info_name in names else None,
-            acks=fs.read(config.ack_path) if ack_name in names else None,
-            temp_exists=fs.exists(config.temp_path),
-        )
-        chunks: dict[int, ByteSource] = {}
-        while True:
-            outcome = transitions.recover(config, obs)
-            if isinstance(outcome, transitions.ReadChunks):
-                for number in outcome.numbers:
-                    path = chunk_path(config, number)
-                    size = fs.size(path)
-                    # A small chunk is read whole; a larger one through a window.
-                    chunks[number] = (
-                        fs.read(path) if size <= _VIEW_WINDOW
-                        else FileView(fs, path, size, _VIEW_WINDOW)
-                    )
-                obs = transitions.Observation(
-                    names=names, info=obs.info, acks=obs.acks, temp_exists=obs.temp_exists,
-                    chunks=chunks,
+    def start(cls, fs: FileSystem, recovered: transitions.Recovered) -> Shell:
+        """Open the queue as ``observe`` decided: apply its repairs, preallocate the ack log
+        and checkpoint. On a full disk the last two are put off: the queue opens on what is
+        on disk, delivers, and acknowledges into the room the ack log has."""
+        for notice in recovered.notices:
+            log.log(logging.WARNING if notice.level == "warning" else logging.INFO,
+                    "%s", notice.message)
+        shell = cls(fs, recovered.state)
+        shell.dirty = True
+        apply(fs, recovered.repairs)
+        shell.dirty = False
+        state = recovered.state
+        reserve = transitions.reserve_acks(state, recovered.ack_size)
+        if reserve is not None:
+            shell.dirty = True
+            try:
+                apply(fs, reserve[1])
+            except OSError as exc:
+                if not _no_space(exc, (Write,), state.config.ack_path):
+                    raise
+                log.warning(
+                    "%s: no space left to preallocate the ack log (%s); acknowledgements "
+                    "go on in the %d bytes it has", state.config.ack_path, exc,
+                    state.ledger.ack_capacity,
                 )
-                continue
-            state, effects = outcome
-            apply(fs, effects)
-            return cls(fs, state)
+            else:
+                shell.state = reserve[0]
+            shell.dirty = False
+        if recovered.checkpoint:
+            shell.checkpoint()
+        return shell
 
     def run(self, step: transitions.Step) -> None:
         """Apply a step's effects, then make its state current."""
         state, effects = step
+        self.dirty = True
         apply(self.fs, effects)
+        self._commit(state)
+
+    def _commit(self, state: QueueState) -> None:
+        """Make ``state`` current once its effects are applied; a checkpoint that moved the
+        read position (a drained queue skips to the next chunk) empties the read-ahead."""
+        if state.read != self.state.read:
+            self._records = []
+            self._next = 0
+            self._ahead = state.read
         self.state = state
+        self.dirty = False
+
+    def checkpoint(self) -> None:
+        """Checkpoint now. If the disk has no room for the temp file, put it off: ``info``
+        and the chunks are as they were, and what the checkpoint would have recorded is
+        durable without it (the ack log, the chunks)."""
+        state, effects = transitions.checkpoint(self.state)
+        self.dirty = True
+        try:
+            apply(self.fs, effects)
+        except OSError as exc:
+            temp = self.state.config.temp_path
+            if not _no_space(exc, (Create, Write, Fsync), temp):
+                raise
+            # Nothing refers to it: leave no half-written temp file (or the next open will).
+            with contextlib.suppress(OSError):
+                self.fs.unlink(temp)
+            self.dirty = False
+            self.deferred = self.state.ledger.crossings
+            log.warning(
+                "%s: no space left for a checkpoint (%s); going on without it",
+                self.state.config.directory, exc,
+            )
+            return
+        self.deferred = None
+        self._commit(state)
+
+    def _after(self, state: QueueState) -> None:
+        """Checkpoint if one is due, unless one was put off for lack of space since the
+        last chunk crossing."""
+        if _wants_checkpoint(state) and (
+            self.deferred is None or state.ledger.crossings > self.deferred
+        ):
+            self.checkpoint()
+
+    def reclaim(self) -> bool:
+        """Checkpoint if the queue is drained and that would delete chunk files; whether it
+        did."""
+        if not transitions.reclaimable(self.state):
+            return False
+        self.checkpoint()
+        return self.deferred is None
 
     def put(self, payload: bytes) -> QueueState:
         """Append one serialised item: run the ``put`` transition and apply its effects.
 
         When every record before this one is read already (or read ahead), the record is
         also kept in the read-ahead: a consumer that keeps up gets it without reading back
-        what was just written, since a read would return exactly these bytes.
+        what was just written, since a read would return exactly these bytes. A put that
+        finds no space left (creating or writing the chunk) raises ``DiskFullError`` and
+        changes nothing: the state stays, and the next put writes at the same place.
         """
         old = self.state
         state, effects = _put(old, payload)
-        apply(self.fs, effects)
+        self.dirty = True
+        try:
+            apply(self.fs, effects)
+        except OSError as exc:
+            if _no_space(exc, (Create, Write)):
+                self.dirty = False
+                path = getattr(failed_effect(exc), "path", "?")
+                raise DiskFullError(
+                    f"no space left on the device for a put into {path}: {exc}; nothing was "
+                    f"put, and the queue at {state.config.directory!r} is unchanged and open"
+                ) from exc
+            raise
         self.state = state
+        self.dirty = False
         if old.head == self._ahead and len(payload) <= _HANDOFF_BYTES:
             self._ahead += 1
             records = self._records
@@ -239,14 +405,25 @@ class Shell:
                 records.append((old.head, state.head_offset, payload))
             else:
                 self._ahead -= 1  # full: the reader reads this one back from the file
-        return state
+        if state.ledger is not old.ledger:
+            self._after(state)
+        return self.state
 
     def ack(self, seq: int) -> QueueState:
-        """Acknowledge delivered item ``seq``: run the ``ack`` transition, apply its effects."""
-        state, effects = _ack(self.state, seq)
+        """Acknowledge delivered item ``seq``: run the ``ack`` transition, apply its effects,
+        and checkpoint if one is due."""
+        old = self.state
+        state, effects = _ack(old, seq)
+        self.dirty = True
         apply(self.fs, effects)
-        self.state = state
-        return state
+        if state.read == old.read:
+            self.state = state
+            self.dirty = False
+        else:  # the ack log was full: the ack was a checkpoint, which skipped ahead
+            self._commit(state)
+        if state.ledger is not old.ledger or state.tail == state.head:
+            self._after(state)
+        return self.state
 
     def take(self) -> tuple[int, bytes]:
         """Deliver the item at the read position: ``(seq, payload)``.
@@ -294,7 +471,7 @@ class Shell:
             state = self.state
             if seq != state.read:  # a whole record, but not the item expected: damage
                 break
-            if state.acked and seq in state.acked:  # acknowledged before a reopen: passed
+            if state.acked and ranges.contains(state.acked, seq):  # acked before a reopen
                 self.state, _ = _deliver(state, seq, end)
                 continue
             self._next -= 1  # whole and due: leave it for take()
@@ -309,10 +486,10 @@ class Shell:
         whole. Damage to an item not acknowledged is never passed over here."""
         state = self.state
         acked = state.acked
-        if not acked or state.read not in acked:
+        if not acked or not ranges.contains(acked, state.read):
             return False
         wanted = state.read
-        while wanted in acked:
+        while ranges.contains(acked, wanted):
             wanted += 1
         seq, offset = self._next_whole(state, wanted)
         if seq != wanted:
@@ -322,13 +499,11 @@ class Shell:
 
     def _discard_to(self, seq: int, offset: int) -> QueueState:
         """Run ``transitions.discard`` to item ``seq`` at ``offset`` and read on from there."""
-        new, effects = _discard(self.state, seq, offset)
-        apply(self.fs, effects)
-        self.state = new
+        self.run(_discard(self.state, seq, offset))
         self._records = []
         self._next = 0
-        self._ahead = seq
-        return new
+        self._ahead = self.state.read
+        return self.state
 
     def _next_whole(self, state: QueueState, wanted: int | None = None) -> tuple[int, int]:
         """The first whole item after the damaged one at the read position (item ``wanted``
@@ -347,7 +522,7 @@ class Shell:
                     fs.read(path) if size <= _VIEW_WINDOW
                     else FileView(fs, path, size, _VIEW_WINDOW)
                 )
-                found = find_record(data, pos, ITEM_MAGIC)
+                found = find_record(data, pos, ITEM_MAGIC, config.salt)
                 while found is not None:
                     start = found.start - HEADER_SIZE
                     if (
@@ -357,7 +532,7 @@ class Shell:
                         and found.end <= end
                     ):
                         return found.seq, start
-                    found = find_record(data, start + 1, ITEM_MAGIC)
+                    found = find_record(data, start + 1, ITEM_MAGIC, config.salt)
             number += 1
             pos = 0
         return state.head, state.head_offset
@@ -373,20 +548,34 @@ class Shell:
         if number == state.head // cs:
             # The head chunk: only what was written is valid; what follows is preallocated.
             size = max(HEADER_SIZE, min(size, state.head_offset - offset))
-        buf = self.fs.read(path, offset, size)
-        records = decode_block(buf, offset, ITEM_MAGIC, cs - state.read % cs)
+        buf = self._read(path, offset, size)
+        salt = config.salt
+        records = decode_block(buf, offset, ITEM_MAGIC, cs - state.read % cs, salt)
         if not records:
-            rec = decode(buf, 0, ITEM_MAGIC)
+            rec = decode(buf, 0, ITEM_MAGIC, salt)
             if type(rec) is Incomplete and len(buf) >= HEADER_SIZE:
                 # One record larger than a block: read exactly it.
                 (length,) = _LENGTH.unpack_from(buf, 5)
-                buf = self.fs.read(path, offset, HEADER_SIZE + length)
-                records = decode_block(buf, offset, ITEM_MAGIC, 1)
+                buf = self._read(path, offset, HEADER_SIZE + length)
+                records = decode_block(buf, offset, ITEM_MAGIC, 1, salt)
             if not records:
-                rec = decode(buf, 0, ITEM_MAGIC)
+                rec = decode(buf, 0, ITEM_MAGIC, salt)
                 reason = rec.reason if isinstance(rec, Corrupt) else "the item record is truncated"
                 raise CorruptQueueError(path, offset, reason)
         self._records = records
         self._next = 1
         self._ahead = records[-1][0] + 1
         return records[0]
+
+    def _read(self, path: str, offset: int, size: int) -> bytes:
+        """Read a chunk of the backlog; a chunk file that is gone or not a regular file is
+        ``CorruptQueueError`` naming it, any other failure the ``OSError``."""
+        try:
+            return self.fs.read(path, offset, size)
+        except FileNotFoundError as exc:
+            raise CorruptQueueError(
+                path, offset, "the chunk file is missing, but it holds items not yet delivered"
+            ) from exc
+        except OSError:
+            check_regular(self.fs, path)
+            raise
