@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import random
 import signal
 import subprocess
@@ -155,12 +156,31 @@ def _next_of_round(job: str, put: list[str]) -> bool:
     return int(number) == len(mine)
 
 
+def _unusable(path: str) -> str | None:
+    """Why the demo must not use ``path`` (it kills workers on it and drains it at the end,
+    so it must be new or an empty directory), or None."""
+    if not os.path.lexists(path):
+        return None
+    if not os.path.isdir(path):
+        return f"{path!r} exists and is not a directory; name a new or empty directory"
+    if os.listdir(path):
+        what = "a queue" if os.path.exists(os.path.join(path, "info")) else "files"
+        return (
+            f"{path!r} already holds {what}; the demo drains the queue it runs on, so it only "
+            "uses a new or empty directory (leave the path out to use a new temp directory)"
+        )
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line: ``python -m pqueue demo [PATH]``."""
     parser = argparse.ArgumentParser(prog="python -m pqueue")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="kill a producer/consumer and show nothing is lost")
-    demo.add_argument("path", nargs="?", help="queue directory (default: a new temp dir)")
+    demo.add_argument(
+        "path", nargs="?",
+        help="a new or empty directory for the queue (default: a new temp directory)",
+    )
     demo.add_argument("--rounds", type=int, default=3)
     demo.add_argument("--durability", choices=["fsync", "flush"], default="fsync")
     demo.add_argument("--seed", type=int, default=None)
@@ -173,6 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "_worker":
         worker(args.path, args.round, args.durability, args.seed)
         return 0
+    if args.path is not None:
+        refusal = _unusable(args.path)
+        if refusal:
+            print(f"python -m pqueue demo: {refusal}", file=sys.stderr)
+            return 2
     path = args.path or tempfile.mkdtemp(prefix="pqueue-demo-")
     print(f"pqueue demo: a producer/consumer on {path} ({args.durability} mode),")
     print(f"killed with SIGKILL at a random moment, {args.rounds} times over.")

@@ -103,8 +103,8 @@ class Ledger:
     - ``head_path``: the chunk file the head writes into.
     - ``alloc``: bytes allocated in that file (zeros past the head are preallocated space).
     - ``crossings``: chunk boundaries crossed since the checkpoint.
-    - ``ack_capacity``: bytes of the ack log that records may be written into: in ``fsync``
-      mode the preallocated size (durably allocated), in ``flush`` mode the policy's size.
+    - ``ack_capacity``: bytes of the ack log that records may be written into: its
+      preallocated size (in ``fsync`` mode, durably allocated).
     - ``resync``: the items after the checkpointed head may not be durable although the mode
       is ``fsync`` (they were found by recovery, written by an earlier writer): the next
       checkpoint makes them durable first, as a ``flush`` checkpoint does.

@@ -512,18 +512,17 @@ def _replace_info(config: Config, info: Info) -> tuple[Effect, ...]:
 
 
 def reserve_acks(state: QueueState, size: int) -> Step | None:
-    """In ``fsync`` mode, make the ack log (now ``size`` bytes) preallocated and durable:
-    extended with zeros to the policy's size if it is smaller, then fsynced, so that
-    acknowledgements write into allocated space. None when nothing is to be done. (Opening
-    runs it; on a full disk the shell may go on without it, with the room the log has.)"""
+    """Make the ack log (now ``size`` bytes) preallocated: extended with zeros to the
+    policy's size if it is smaller (and, in ``fsync`` mode, fsynced), so that
+    acknowledgements write into allocated space and go on when the disk is full. None when
+    nothing is to be done. (Opening runs it; on a full disk the shell may go on without it,
+    with the room the log has.)"""
     config = state.config
-    if not config.sync:
-        return None
     wanted = max(config.policy.ack_log_bytes, size)
     if state.ledger.ack_capacity >= wanted:
         return None
     path = config.ack_path
-    effects: tuple[Effect, ...] = (Fsync(path),)
+    effects: tuple[Effect, ...] = (Fsync(path),) if config.sync else ()
     if size < wanted:
         effects = (Write(path, size, bytes(wanted - size)), *effects)
     return state._replace(ledger=attrs.evolve(state.ledger, ack_capacity=wanted)), effects
@@ -761,12 +760,9 @@ def recover(config: Config, obs: Observation) -> ReadChunks | Recovered:
     if stray:
         effects.append(FsyncDir(config.directory))
     waiting = new_head - tail - ranges.count(acked, new_head)
-    if not config.sync:
-        capacity = config.policy.ack_log_bytes  # records are appended
-    elif strict:
-        capacity = len(obs.acks)  # preallocated and fsynced by the writer before
-    else:
-        capacity = 0  # written by a flush-mode writer: nothing is known to be allocated
+    # The log was preallocated (and fsynced, by an fsync-mode writer); after a flush-mode
+    # writer nothing of it is known durable to an fsync-mode one.
+    capacity = len(obs.acks) if not config.sync or strict else 0
     state = QueueState(
         config, new_head, head_offset, tail, tail_offset, tail, acked, waiting, 0, scan.end,
         Ledger(info, chunk_path(config, number), alloc, 0, capacity, resync=True),
@@ -902,9 +898,10 @@ def _recover_fresh(config: Config, obs: Observation, numbers: list[int]) -> Read
     effects.extend(Unlink(chunk_path(config, n)) for n in numbers)
     effects.append(Create(config.ack_path))
     capacity = config.policy.ack_log_bytes
-    if config.sync:
-        effects.append(Write(config.ack_path, 0, bytes(capacity)))
-    effects += [Fsync(config.ack_path), FsyncDir(config.directory)]
+    effects += [
+        Write(config.ack_path, 0, bytes(capacity)), Fsync(config.ack_path),
+        FsyncDir(config.directory),
+    ]
     info = Info(
         chunksize=config.chunksize,
         serializer=config.serializer,
@@ -919,4 +916,4 @@ def _recover_fresh(config: Config, obs: Observation, numbers: list[int]) -> Read
         config, 0, 0, 0, 0, 0, _NO_ACKS, 0, 0, 0,
         Ledger(info, chunk_path(config, 0), config.policy.prealloc_bytes, 0, capacity),
     )
-    return Recovered(state, tuple(effects), False, capacity if config.sync else 0)
+    return Recovered(state, tuple(effects), False, capacity)

@@ -382,8 +382,11 @@ class Shell:
             apply(self.fs, effects)
         except OSError as exc:
             if _no_space(exc, (Create, Write)):
-                self.dirty = False
                 path = getattr(failed_effect(exc), "path", "?")
+                if type(effects[0]) is Create:  # a new chunk nothing refers to: not left
+                    with contextlib.suppress(OSError):
+                        self.fs.unlink(effects[0].path)
+                self.dirty = False
                 raise DiskFullError(
                     f"no space left on the device for a put into {path}: {exc}; nothing was "
                     f"put, and the queue at {state.config.directory!r} is unchanged and open"
@@ -515,7 +518,7 @@ class Shell:
         pos = state.read_offset + 1
         while number * cs < state.head:
             path = chunk_path(config, number)
-            if fs.exists(path):
+            if fs.file_type(path) == "file":  # gone or not a file: nothing to find in it
                 size = fs.size(path)
                 end = state.head_offset if number == state.head // cs else size
                 data: ByteSource = (
