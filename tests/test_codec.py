@@ -142,6 +142,23 @@ def test_a_salted_frame_is_valid_only_with_its_salt(seq: int, payload: bytes, sa
 
 def test_salt_0_is_the_unsalted_frame_of_format_version_1() -> None:
     assert encode(ITEM_MAGIC, 3, b"abc", 0) == encode(ITEM_MAGIC, 3, b"abc")
+    assert encode(ITEM_MAGIC, 3, b"abc", 0, 999) == encode(ITEM_MAGIC, 3, b"abc")
+
+
+@given(seqs, payloads, st.integers(1, 2**32 - 1), st.integers(0, 2**40), st.integers(1, 2**20))
+def test_a_salted_frame_is_valid_only_at_its_own_offset(
+    seq: int, payload: bytes, salt: int, offset: int, shift: int
+) -> None:
+    frame = encode(ITEM_MAGIC, seq, payload, salt, offset)
+    assert decode(frame, 0, ITEM_MAGIC, salt, offset) == Record(seq, HEADER_SIZE, len(frame))
+    assert decode_block(frame, offset, ITEM_MAGIC, 1, salt) == [(seq, offset + len(frame),
+                                                                   payload)]
+    # The same bytes anywhere else (copied into an item's payload, say) are not a record.
+    assert decode(frame, 0, ITEM_MAGIC, salt, offset + shift) == Corrupt(0, "checksum mismatch")
+    assert decode_block(frame, offset + shift, ITEM_MAGIC, 1, salt) == []
+    assert find_record(bytes(offset % 64) + frame, 0, ITEM_MAGIC, salt) is None or (
+        offset % 64 == offset
+    )
 
 
 @given(st.integers(min_value=0, max_value=2**40), st.lists(seqs, max_size=20))

@@ -91,8 +91,10 @@ def _new_salt(fs: FileSystem, directory: str) -> int:
     from the path on any other file system (the crash harness's simulated disk), so that
     runs there are reproducible byte for byte."""
     if isinstance(fs, OsFileSystem):
-        return int.from_bytes(os.urandom(4), "little")
-    return zlib.crc32(directory.encode(errors="surrogateescape"), 0x7175)
+        salt = int.from_bytes(os.urandom(4), "little")
+    else:
+        salt = zlib.crc32(directory.encode(errors="surrogateescape"), 0x7175)
+    return salt or 1  # 0 is format version 1's plain CRC
 
 
 class Delivery(Generic[T]):
@@ -187,7 +189,7 @@ class Queue(Generic[T]):
         self.durability: Durability = durability
         self.serializer = codec.name
         self._init_locks()
-        self._phase = Phase.OPEN
+        self._phase = Phase.CLOSED  # OPEN once it is open: nothing may supersede it before
         self._broken_by: BaseException | None = None
         self._deliveries: dict[int, deque[int]] = {}
         self._prune_at = _PRUNE_AT  # size of _deliveries at which empty entries are dropped
@@ -216,6 +218,7 @@ class Queue(Generic[T]):
         owned = self._fs if owns_fs and isinstance(self._fs, OsFileSystem) else None
         weakref.finalize(self, _finalize, owned, self._lock)
         _instances.add(self)
+        self._phase = Phase.OPEN
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -403,9 +406,9 @@ class Queue(Generic[T]):
         serializer's error (the queue is then unchanged).
         """
         payload = self._dumps(item)
-        # acquire/release rather than "with": the hot path pays for every bytecode.
-        self.mutex.acquire()
-        try:
+        # "with", never acquire() then try: a signal handler's exception can land right
+        # after acquire() returns, before the try, and leave the mutex held for good.
+        with self.mutex:
             if self._phase is not _OPEN:
                 self._enter(Command.PUT)
             shell = self._shell
@@ -427,8 +430,6 @@ class Queue(Generic[T]):
             except BaseException as exc:
                 self._interrupted(exc)
                 raise
-        finally:
-            self.mutex.release()
 
     def _wait_for_room(self, timeout: float | None) -> None:
         endtime = None if timeout is None else monotonic() + timeout
@@ -456,8 +457,7 @@ class Queue(Generic[T]):
         The item counts as unfinished until ``task_done()`` (by this thread) acknowledges it;
         until then it is delivered again after a crash or reopen.
         """
-        self.mutex.acquire()
-        try:
+        with self.mutex:
             shell = self._shell
             if not (timeout is None and self._phase is _OPEN and shell.state.size):
                 self._wait_to_take(block, timeout)
@@ -478,8 +478,6 @@ class Queue(Generic[T]):
                 # skipped, every get() names it again, and puts and acknowledgements go on.
                 self._interrupted(exc)
                 raise
-        finally:
-            self.mutex.release()
         # If loads() fails, the item stays delivered to this thread: task_done() drops it.
         item: T = self._loads(payload)
         return item
@@ -578,8 +576,7 @@ class Queue(Generic[T]):
         Raises ``ValueError`` when no delivered item waits for acknowledgement. (Unlike
         ``queue.Queue``, an item must be got before it can be acknowledged.)
         """
-        self.mutex.acquire()
-        try:
+        with self.mutex:
             if self._phase is not _OPEN:
                 self._enter(Command.ACK)
             dq = self._deliveries.get(_get_ident())
@@ -593,8 +590,6 @@ class Queue(Generic[T]):
             except BaseException as exc:
                 self._interrupted(exc)
                 raise
-        finally:
-            self.mutex.release()
 
     def _track(self, seq: int) -> None:
         """Track delivery ``seq`` as the calling thread's (under the mutex). Entries left

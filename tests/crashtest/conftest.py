@@ -15,5 +15,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"crash states checked: {TALLY.states} in {TALLY.seconds:.1f} s "
             f"({rate:.0f} per second, each reopened and drained)"
         )
+        for kind, states in sorted(TALLY.kinds.items(), key=lambda item: -item[1]):
+            terminalreporter.write_line(f"  {states:>7} {kind}")
     for line in TALLY.caught:
         terminalreporter.write_line(f"broken variant {line}")

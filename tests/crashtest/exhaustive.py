@@ -24,9 +24,11 @@ import attrs
 
 from crashtest.queue_model import PATH, Expected, check_recovered, covered, small_policy
 from pqueue import Delivery, Empty, Queue
+from pqueue.core.codec import ITEM_MAGIC, encode
 from pqueue.core.state import Durability
 from pqueue.crashtest import PersistenceModel, SimulatedCrash, SimulatedDisk
 from pqueue.io import Lock
+from pqueue.queue import _new_salt
 from pqueue.serializers import NamedSerializer
 
 OPS = ("put", "get", "ack", "reopen")
@@ -42,12 +44,20 @@ NEW_ITEM = 1_000_000
 
 @attrs.define
 class Tally:
-    """Crash states checked and the time it took, summed over a test session, and how
-    much checking each broken variant took to be caught."""
+    """Crash states checked and the time it took, summed over a test session, how many of
+    them each kind of sweep checked, and how much checking each broken variant took to be
+    caught."""
 
     states: int = 0
     seconds: float = 0.0
+    kinds: dict[str, int] = attrs.Factory(dict)
     caught: list[str] = attrs.Factory(list)
+
+    def count(self, kind: str, states: int, seconds: float = 0.0) -> None:
+        """Record ``states`` checked by a sweep of ``kind`` (in ``seconds``)."""
+        self.states += states
+        self.seconds += seconds
+        self.kinds[kind] = self.kinds.get(kind, 0) + states
 
 
 TALLY = Tally()
@@ -133,14 +143,38 @@ def padded(size: int) -> NamedSerializer:
     )
 
 
-def opener(durability: Durability, chunksize: int, item_size: int = 0) -> Opener:
-    """Opens the queue the crash tests check; items are pickled ints, or with
-    ``item_size``, ints stored in that many bytes."""
-    serializer = padded(item_size) if item_size else None
+def framed(size: int) -> NamedSerializer:
+    """A serializer that stores int ``n`` in ``size`` bytes full of valid records: records
+    of the items that come next (``n + 1``, ``n + 2``, ...), framed for this queue's salt
+    and for others, at the offsets where they would start a chunk or follow one another.
+    None of them may ever be taken for one of the queue's own records."""
+    salts = (_new_salt(SimulatedDisk(), PATH), 0, 0x12345678)
+
+    def dumps(n: int) -> bytes:
+        frames = bytearray(n.to_bytes(8, "little"))
+        seq = n + 1
+        while len(frames) < size:
+            for salt in salts:
+                frames += encode(ITEM_MAGIC, seq, b"f" * 40, salt, len(frames) % 512)
+            seq += 1
+        return bytes(frames[:8]) + bytes(frames[8:size])
+
+    return NamedSerializer(
+        f"int-in-{size}-bytes-of-records", dumps, lambda data: int.from_bytes(data[:8], "little")
+    )
+
+
+def opener(
+    durability: Durability, chunksize: int, item_size: int = 0, *, path: str = PATH,
+    frames: bool = False,
+) -> Opener:
+    """Opens the queue the crash tests check at ``path``; items are pickled ints, or with
+    ``item_size``, ints stored in that many bytes (which, with ``frames``, are records)."""
+    serializer = (framed if frames else padded)(item_size) if item_size else None
 
     def open_queue(disk: SimulatedDisk) -> Queue[int]:
         return Queue(
-            PATH, chunksize=chunksize, durability=durability, fs=disk,
+            path, chunksize=chunksize, durability=durability, fs=disk,
             policy=small_policy(durability), serializer=serializer,
         )
 
@@ -305,9 +339,10 @@ def explore(
     then: bool = False,
     nested: bool = False,
     last_only: bool = False,
+    kind: str = "workloads crashed at every file operation",
 ) -> int:
     """Crash ``ops`` at every point (``crash_points``), reopen on every crash state and
-    check it; return the number of states checked.
+    check it; return the number of states checked (counted under ``kind``).
 
     With ``nested``, each recovery is crashed too, after every number of its own file
     operations, and every state that crash leaves is reopened and checked against the same
@@ -339,8 +374,7 @@ def explore(
                         label = f"{where}, crash state {i}, its recovery crashed after {k}"
                         verify(again, point.expected, label)
     finally:
-        TALLY.states += checked
-        TALLY.seconds += time.perf_counter() - start
+        TALLY.count(kind, checked, time.perf_counter() - start)
     return checked
 
 
@@ -353,6 +387,7 @@ def sweep(
     *,
     then: bool = False,
     nested: bool = False,
+    kind: str = "workloads crashed at every file operation",
 ) -> int:
     """Every workload of up to ``length`` operations from ``ops``, every crash point, every
     crash state: the number of states checked.
@@ -361,7 +396,10 @@ def sweep(
     yields every prefix of a workload too, and the prefix covers the earlier crash points.
     """
     return sum(
-        explore(w, open_queue, durability, model, then=then, nested=nested, last_only=True)
+        explore(
+            w, open_queue, durability, model, then=then, nested=nested, last_only=True,
+            kind=kind,
+        )
         for w in workloads(length, ops)
     )
 
@@ -380,7 +418,10 @@ def first_violation(
     checked = 0
     for ops in workloads:
         try:
-            checked += explore(ops, open_queue, durability, model, then=then, last_only=True)
+            checked += explore(
+                ops, open_queue, durability, model, then=then, last_only=True,
+                kind="broken variants checked until caught",
+            )
         except Violation as found:
             return found, checked + found.checked + 1
     return None, checked

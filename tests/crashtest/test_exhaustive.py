@@ -28,7 +28,7 @@ from crashtest.exhaustive import (
     sweep,
     workloads,
 )
-from crashtest.queue_model import Expected
+from crashtest.queue_model import PATH, Expected
 from pqueue.core.state import Durability
 from pqueue.crashtest import (
     POWER_LOSS,
@@ -52,14 +52,26 @@ class Case:
     then: bool = False  # each recovered queue also takes a put and a reopen
     nested: bool = False  # each recovery is crashed too, at every point
     item_size: int = 0  # items stored in this many bytes (records span 512-byte sectors)
+    frames: bool = False  # ... and those bytes are records of the items to come
+    path: str = PATH  # PATH's parent exists; a deeper path makes new parent directories
 
     def __str__(self) -> str:
         name = {POWER_LOSS: "power", PROCESS_CRASH: "kill", REORDERING: "reorder"}[self.model]
         kind = "deliveries" if self.ops == DELIVERY_OPS else "task_done"
         size = f"-{self.item_size}B" if self.item_size else ""
+        size += "-of-records" if self.frames else ""
         extra = "-then" if self.then else "-nested" if self.nested else ""
+        where = "" if self.path == PATH else "-new-parents"
         chunk = f"chunk{self.chunksize}{size}"
-        return f"{self.durability}-{name}-{chunk}-{kind}-{self.length}ops{extra}"
+        return f"{self.durability}-{name}-{chunk}-{kind}-{self.length}ops{extra}{where}"
+
+    @property
+    def kind(self) -> str:
+        if self.frames:
+            return "workloads of items that hold records, crashed at every file operation"
+        if self.path != PATH:
+            return "workloads making new parent directories, crashed at every file operation"
+        return "workloads crashed at every file operation"
 
 
 CASES = [
@@ -77,15 +89,22 @@ CASES = [
     Case("flush", POWER_LOSS, 1, 5, DELIVERY_OPS),
     Case("flush", POWER_LOSS, 2, 5, item_size=1500),
     Case("flush", POWER_LOSS, 1, 3, nested=True),
+    Case("fsync", POWER_LOSS, 2, 4, item_size=1500, frames=True),
+    Case("flush", POWER_LOSS, 2, 4, item_size=1500, frames=True),
+    Case("fsync", POWER_LOSS, 1, 4, path="/a/b/q"),
+    Case("fsync", REORDERING, 1, 3, path="/a/b/q"),
+    Case("flush", POWER_LOSS, 1, 4, path="/a/b/q"),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_every_crash_state_of_short_workloads_recovers(case: Case) -> None:
-    open_queue = opener(case.durability, case.chunksize, case.item_size)
+    open_queue = opener(
+        case.durability, case.chunksize, case.item_size, path=case.path, frames=case.frames
+    )
     checked = sweep(
         case.length, case.ops, open_queue, case.durability, case.model,
-        then=case.then, nested=case.nested,
+        then=case.then, nested=case.nested, kind=case.kind,
     )
     assert checked > 100 * case.length  # every workload had crash states to check
 

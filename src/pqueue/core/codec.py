@@ -14,11 +14,13 @@ A zero byte is never a magic, so a zero-filled (preallocated or power-loss) tail
 as a frame, and the CRC rejects a torn or garbage one. Decoding returns a ``Record``, or an
 ``Incomplete`` (the bytes end inside the frame) or ``Corrupt`` (the bytes are not a frame).
 
-The CRC of an item record starts from the queue's *salt*, a 32-bit number chosen when the
-queue is created and kept in ``info`` (0 for queues written by format version 1). A frame of
-another queue, or one built by ``encode`` without the salt, fails the check in this queue: an
-item whose payload holds the bytes of pqueue files (a queue of queue files) never yields
-records that recovery could mistake for this queue's own. Ack records are not salted.
+The CRC of an item record is seeded with the queue's *salt* (a non-zero 32-bit number chosen
+when the queue is created and kept in ``info``) combined with the record's byte offset in its
+chunk file. A record is valid only in its own queue and at its own place: a frame of another
+queue, or a copy of one of this queue's records anywhere else (inside the payload of an item:
+a queue of queue files), fails the check, so recovery can never mistake it for one of this
+queue's items. Salt 0 is format version 1, whose records carry a plain CRC. Ack records are
+not salted (their slots and generation number place them).
 
 The ``info`` file is JSON, structured through one cattrs converter with
 ``forbid_extra_keys``; it is never pickled. Version 2 ends with a CRC-32 over the bytes
@@ -67,6 +69,7 @@ __all__ = [
     "encode_info",
     "find_record",
     "scan_acks",
+    "seed",
 ]
 
 ITEM_MAGIC = 0xD1
@@ -126,18 +129,29 @@ class Corrupt(NamedTuple):
 Decoded = Record | Incomplete | Corrupt
 
 
-def encode(magic: int, seq: int, payload: bytes, salt: int = 0) -> bytes:
-    """Frame ``payload`` with ``seq`` under ``magic``, the CRC seeded with ``salt``."""
+_MASK = 0xFFFFFFFF
+
+
+def seed(salt: int, offset: int) -> int:
+    """The CRC seed of a record at byte ``offset`` of a chunk of a queue with ``salt``."""
+    return (salt ^ offset ^ offset >> 32) & _MASK if salt else 0
+
+
+def encode(magic: int, seq: int, payload: bytes, salt: int = 0, offset: int = 0) -> bytes:
+    """Frame ``payload`` with ``seq`` under ``magic``, for byte ``offset`` of a chunk of a
+    queue with ``salt`` (both 0: the unsalted frame of format version 1)."""
     n = len(payload)
     if n > MAX_PAYLOAD:
         raise ValueError(f"a record holds at most {MAX_PAYLOAD} bytes, got {n}")
     # The CRC covers the header from byte 5 on and the payload: bytes that lie together.
     body = _pack_body(n, seq) + payload
-    return _pack_mark(magic, _crc32(body, salt)) + body
+    start = (salt ^ offset ^ offset >> 32) & _MASK if salt else 0
+    return _pack_mark(magic, _crc32(body, start)) + body
 
 
-def decode(buf: ByteSource, pos: int, magic: int, salt: int = 0) -> Decoded:
-    """Decode the frame starting at ``buf[pos]`` (its CRC seeded with ``salt``)."""
+def decode(buf: ByteSource, pos: int, magic: int, salt: int = 0, base: int = 0) -> Decoded:
+    """Decode the frame starting at ``buf[pos]``, which is byte ``base + pos`` of its chunk
+    file, as a record of a queue with ``salt``."""
     avail = len(buf) - pos
     if avail < HEADER_SIZE:
         if avail > 0 and buf[pos] != 0 and buf[pos] != magic:
@@ -154,7 +168,8 @@ def decode(buf: ByteSource, pos: int, magic: int, salt: int = 0) -> Decoded:
     end = start + n
     if end > len(buf):
         return Incomplete(pos)
-    if _crc32(buf[pos + 5 : end], salt) != crc:
+    at = base + pos
+    if _crc32(buf[pos + 5 : end], (salt ^ at ^ at >> 32) & _MASK if salt else 0) != crc:
         return Corrupt(pos, "checksum mismatch")
     return Record(seq, start, end)
 
@@ -162,9 +177,9 @@ def decode(buf: ByteSource, pos: int, magic: int, salt: int = 0) -> Decoded:
 def decode_block(
     buf: bytes, base: int, magic: int, limit: int, salt: int = 0
 ) -> list[tuple[int, int, bytes]]:
-    """The whole, valid frames at the start of ``buf`` (at most ``limit``), as
-    ``(seq, end, payload)`` with ``end`` offset by ``base``. Stops at the first frame that
-    is not whole and valid; ``decode`` says why."""
+    """The whole, valid frames at the start of ``buf``, which starts at byte ``base`` of its
+    chunk file (at most ``limit``), as ``(seq, end, payload)`` with ``end`` a file offset.
+    Stops at the first frame that is not whole and valid; ``decode`` says why."""
     out: list[tuple[int, int, bytes]] = []
     append = out.append
     unpack = _unpack_header
@@ -175,7 +190,11 @@ def decode_block(
     while pos <= last and len(out) < limit:
         m, crc, n, seq = unpack(buf, pos)
         end = pos + HEADER_SIZE + n
-        if m != magic or end > size or crc32(buf[pos + 5 : end], salt) != crc:
+        at = base + pos
+        if (
+            m != magic or end > size
+            or crc32(buf[pos + 5 : end], (salt ^ at ^ at >> 32) & _MASK if salt else 0) != crc
+        ):
             break
         append((seq, base + end, buf[pos + HEADER_SIZE : end]))
         pos = end
@@ -183,8 +202,9 @@ def decode_block(
 
 
 def find_record(buf: ByteSource, pos: int, magic: int, salt: int = 0) -> Record | None:
-    """The first valid frame starting at or after ``pos``, if any (used to tell a torn tail
-    from damage in the middle: a torn tail has nothing valid after it)."""
+    """The first valid frame starting at or after ``pos`` of the chunk file ``buf`` (whole,
+    from byte 0), if any (used to tell a torn tail from damage in the middle: a torn tail
+    has nothing valid after it)."""
     marker = bytes((magic,))
     i = buf.find(marker, pos)
     while i >= 0:

@@ -244,7 +244,7 @@ def put(state: QueueState, payload: bytes) -> Step:
     ) = state
     if seq >= MAX_SEQ:
         raise ValueError(f"the queue has reached its last item number ({MAX_SEQ - 1})")
-    frame = encode(ITEM_MAGIC, seq, payload, config.salt)
+    frame = encode(ITEM_MAGIC, seq, payload, config.salt, offset)
     end = offset + len(frame)
     effects: tuple[Effect, ...]
     if offset == 0:
@@ -789,11 +789,10 @@ def _later_records(
     unwritten tail.
 
     Only a record that can be one of this queue's later items counts: valid with this
-    queue's salt, numbered after ``seq`` and within the chunk its file holds, at an offset
-    that leaves room for the items between, or the first item of a later chunk at its
-    start. A record inside the payload of a torn item is never one: a payload holds only
-    bytes put before the item was numbered (records of this queue numbered below it) or
-    records of other queues (another salt).
+    queue's salt at its own offset, numbered after ``seq`` and within the chunk its file
+    holds, at an offset that leaves room for the items between, or the first item of a
+    later chunk at its start. A record inside the payload of a torn item is never one: its
+    bytes are a copy made elsewhere (another queue's salt, or another offset).
     """
     cs = config.chunksize
     salt = config.salt

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import io
 import os
 import stat
 import sys
@@ -161,23 +162,28 @@ class _FlockLock:
     """A ``flock`` on an open file description. A process forked while it is held shares
     that description, so unlocking it there would unlock the parent: in any process but the
     one that took it, ``release()`` only closes that process's descriptor, which leaves the
-    parent's lock in place."""
+    parent's lock in place.
 
-    __slots__ = ("_fd", "_pid")
+    The descriptor is held by an ``io.FileIO``, whose ``close()`` and finaliser are single
+    C calls: an exception landing in ``release()`` (a signal's) or a lock dropped before its
+    holder could keep it never leaves the lock held, nor closes a descriptor twice.
+    """
+
+    __slots__ = ("_file", "_pid")
 
     def __init__(self, fd: int) -> None:
-        self._fd: int | None = fd
+        self._file = io.FileIO(fd, "r+", closefd=True)
         self._pid = os.getpid()
 
     def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is None:
+        file = self._file
+        if file.closed:
             return
         try:
             if os.getpid() == self._pid:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                fcntl.flock(file, fcntl.LOCK_UN)
         finally:
-            os.close(fd)
+            file.close()
 
 
 # Queue files are opened without following a symbolic link and without blocking (a FIFO put
@@ -331,13 +337,18 @@ class OsFileSystem:
     def lock(self, path: str) -> Lock:
         fd = _open_regular(path, os.O_RDWR | os.O_CREAT)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise BlockingIOError(
+                        exc.errno, f"{path} is locked by another holder"
+                    ) from exc
+                raise
+            return _FlockLock(fd)
+        except BaseException:  # any exception, a signal's too: the lock is not left held
             os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise BlockingIOError(exc.errno, f"{path} is locked by another holder") from exc
             raise
-        return _FlockLock(fd)
 
     def lock_key(self, path: str) -> Hashable:
         st = os.stat(path)

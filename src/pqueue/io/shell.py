@@ -555,14 +555,14 @@ class Shell:
         salt = config.salt
         records = decode_block(buf, offset, ITEM_MAGIC, cs - state.read % cs, salt)
         if not records:
-            rec = decode(buf, 0, ITEM_MAGIC, salt)
+            rec = decode(buf, 0, ITEM_MAGIC, salt, offset)
             if type(rec) is Incomplete and len(buf) >= HEADER_SIZE:
                 # One record larger than a block: read exactly it.
                 (length,) = _LENGTH.unpack_from(buf, 5)
                 buf = self._read(path, offset, HEADER_SIZE + length)
                 records = decode_block(buf, offset, ITEM_MAGIC, 1, salt)
             if not records:
-                rec = decode(buf, 0, ITEM_MAGIC, salt)
+                rec = decode(buf, 0, ITEM_MAGIC, salt, offset)
                 reason = rec.reason if isinstance(rec, Corrupt) else "the item record is truncated"
                 raise CorruptQueueError(path, offset, reason)
         self._records = records
