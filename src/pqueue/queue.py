@@ -350,12 +350,15 @@ class Queue(Generic[T]):
             "opened again (reopening recovers from what is on disk)"
         ) from exc
 
-    def _interrupted(self, exc: BaseException) -> None:
-        """A step raised ``exc``: break the queue unless it is a clean refusal (raised on
-        purpose before anything changed). The caller re-raises ``exc``."""
-        if isinstance(exc, _CLEAN) and not self._shell.dirty:
-            return
-        self._break(exc)
+    def _step_failed(self, exc: BaseException) -> NoReturn:
+        """A step (under the mutex) raised ``exc``: an ``OSError`` breaks the queue and is
+        raised as ``QueueBrokenError``; any other exception breaks it too, unless it is a
+        refusal raised on purpose before anything changed, and is raised as it is."""
+        if isinstance(exc, OSError):
+            self._fail(exc)
+        if not isinstance(exc, _CLEAN) or self._shell.dirty:
+            self._break(exc)
+        raise exc
 
     # --- queue.Queue ------------------------------------------------------------------------
 
@@ -425,11 +428,8 @@ class Queue(Generic[T]):
                 shell.put(payload)
                 if self._getters:
                     self.not_empty.notify()
-            except OSError as exc:
-                self._fail(exc)
             except BaseException as exc:
-                self._interrupted(exc)
-                raise
+                self._step_failed(exc)
 
     def _wait_for_room(self, timeout: float | None) -> None:
         endtime = None if timeout is None else monotonic() + timeout
@@ -471,13 +471,10 @@ class Queue(Generic[T]):
                     dq.append(seq)
                 if self._putters:
                     self.not_full.notify()
-            except OSError as exc:
-                self._fail(exc)
             except BaseException as exc:
                 # A CorruptQueueError leaves the state as it was: the damaged item is not
                 # skipped, every get() names it again, and puts and acknowledgements go on.
-                self._interrupted(exc)
-                raise
+                self._step_failed(exc)
         # If loads() fails, the item stays delivered to this thread: task_done() drops it.
         item: T = self._loads(payload)
         return item
@@ -498,11 +495,8 @@ class Queue(Generic[T]):
                 self._handles.add(seq)
                 if self._putters:
                     self.not_full.notify()
-            except OSError as exc:
-                self._fail(exc)
             except BaseException as exc:
-                self._interrupted(exc)
-                raise
+                self._step_failed(exc)
         try:
             item: T = self._loads(payload)
         except BaseException:
@@ -540,11 +534,8 @@ class Queue(Generic[T]):
                     self.not_full.notify_all()
                 if self._joiners and not self._shell.state.unfinished:
                     self.all_tasks_done.notify_all()
-            except OSError as exc:
-                self._fail(exc)
             except BaseException as exc:
-                self._interrupted(exc)
-                raise
+                self._step_failed(exc)
             return discarded
 
     def _wait_for_item(self, timeout: float | None) -> None:
@@ -585,11 +576,8 @@ class Queue(Generic[T]):
             try:
                 self._acknowledge(dq[0])
                 dq.popleft()
-            except OSError as exc:
-                self._fail(exc)
             except BaseException as exc:
-                self._interrupted(exc)
-                raise
+                self._step_failed(exc)
 
     def _track(self, seq: int) -> None:
         """Track delivery ``seq`` as the calling thread's (under the mutex). Entries left
@@ -631,11 +619,8 @@ class Queue(Generic[T]):
                 self._acknowledge(delivery.seq)
                 self._handles.discard(delivery.seq)
                 delivery._acked = True
-            except OSError as exc:
-                self._fail(exc)
             except BaseException as exc:
-                self._interrupted(exc)
-                raise
+                self._step_failed(exc)
 
     def _acknowledge(self, seq: int) -> None:
         state = self._shell.ack(seq)
