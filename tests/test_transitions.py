@@ -27,6 +27,7 @@ from pqueue.core.effects import (
     FsyncDir,
     Release,
     Replace,
+    Unlink,
     Write,
     WriteBack,
 )
@@ -584,3 +585,14 @@ def test_every_put_comes_back_in_order_after_a_reopen(items: list[bytes], chunks
         state, _, payload = disk.deliver(state)
         got.append(payload)
     assert got == items
+
+
+def test_what_a_step_created_is_what_undoing_it_removes() -> None:
+    _, state = fresh(prealloc_bytes=4096)
+    _, effects = transitions.put(state, b"first of a chunk")
+    assert transitions.undo_created(effects) == (Unlink(chunk_path(state.config, 0)),)
+    _, effects = transitions.checkpoint(state)
+    assert transitions.undo_created(effects) == (Unlink("/q/info.tmp"),)
+    state, _ = transitions.put(state, b"a")
+    _, effects = transitions.put(state, b"b")  # into the chunk that exists
+    assert transitions.undo_created(effects) == ()

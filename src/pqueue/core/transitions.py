@@ -93,6 +93,7 @@ __all__ = [
     "recover",
     "reserve_acks",
     "shutdown",
+    "undo_created",
     "wants_checkpoint",
 ]
 
@@ -406,6 +407,14 @@ def discard(state: QueueState, seq: int, offset: int) -> Step:
         ack_offset, ledger,
     )
     return checkpoint(new)
+
+
+def undo_created(effects: tuple[Effect, ...]) -> tuple[Effect, ...]:
+    """What removes the files a step created before it failed half done for lack of space
+    (a new chunk of a put, the temp file of a checkpoint): nothing refers to them, and
+    leaving them would leave a stray file, or a half-written temp file, until the next open.
+    The shell applies these only when the step's state was not committed."""
+    return tuple(Unlink(effect.path) for effect in effects if type(effect) is Create)
 
 
 def shutdown(state: QueueState, immediate: bool) -> QueueState:

@@ -334,12 +334,9 @@ class Shell:
         try:
             apply(self.fs, effects)
         except OSError as exc:
-            temp = self.state.config.temp_path
-            if not _no_space(exc, (Create, Write, Fsync), temp):
+            if not _no_space(exc, (Create, Write, Fsync), self.state.config.temp_path):
                 raise
-            # Nothing refers to it: leave no half-written temp file (or the next open will).
-            with contextlib.suppress(OSError):
-                self.fs.unlink(temp)
+            self._undo(effects)
             self.dirty = False
             self.deferred = self.state.ledger.crossings
             log.warning(
@@ -349,6 +346,12 @@ class Shell:
             return
         self.deferred = None
         self._commit(state)
+
+    def _undo(self, effects: tuple[Effect, ...]) -> None:
+        """Remove what a step that found no space created (``transitions.undo_created``),
+        as well as can be: what is left is removed at the next open."""
+        with contextlib.suppress(OSError):
+            apply(self.fs, transitions.undo_created(effects))
 
     def _after(self, state: QueueState) -> None:
         """Checkpoint if one is due, unless one was put off for lack of space since the
@@ -383,9 +386,7 @@ class Shell:
         except OSError as exc:
             if _no_space(exc, (Create, Write)):
                 path = getattr(failed_effect(exc), "path", "?")
-                if type(effects[0]) is Create:  # a new chunk nothing refers to: not left
-                    with contextlib.suppress(OSError):
-                        self.fs.unlink(effects[0].path)
+                self._undo(effects)
                 self.dirty = False
                 raise DiskFullError(
                     f"no space left on the device for a put into {path}: {exc}; nothing was "
