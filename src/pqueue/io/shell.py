@@ -361,13 +361,10 @@ class Shell:
         ):
             self.checkpoint()
 
-    def reclaim(self) -> bool:
-        """Checkpoint if the queue is drained and that would delete chunk files; whether it
-        did."""
-        if not transitions.reclaimable(self.state):
-            return False
-        self.checkpoint()
-        return self.deferred is None
+    def reclaim(self) -> None:
+        """Checkpoint if the queue is drained and that would delete chunk files."""
+        if transitions.reclaimable(self.state):
+            self.checkpoint()
 
     def put(self, payload: bytes) -> QueueState:
         """Append one serialised item: run the ``put`` transition and apply its effects.
