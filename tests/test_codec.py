@@ -23,7 +23,6 @@ from pqueue.core.codec import (
     InfoCursor,
     Record,
     decode,
-    decode_acks,
     decode_block,
     decode_info,
     encode,
@@ -165,11 +164,11 @@ def test_a_salted_frame_is_valid_only_at_its_own_offset(
 def test_ack_records_decode_in_their_generation_only(generation: int, acked: list[int]) -> None:
     log = b"".join(encode_ack(generation, s) for s in acked)
     assert len(log) == ACK_RECORD_SIZE * len(acked)
-    assert decode_acks(log + bytes(100), generation) == acked
-    assert decode_acks(log, generation + 1) == []
+    assert scan_acks(log + bytes(100), generation).acks == acked
+    assert scan_acks(log, generation + 1).acks == []
     if generation:
         older = encode_ack(generation - 1, 5)
-        assert decode_acks(log + older, generation) == acked  # the end of this generation
+        assert scan_acks(log + older, generation).acks == acked  # the end of this generation
         # A record of this generation after the end is damage: it counts, and is reported.
         scan = scan_acks(log + older + encode_ack(generation, 9), generation)
         assert scan == ([*acked, 9], len(log) + 2 * ACK_RECORD_SIZE, [len(log)])
@@ -181,7 +180,7 @@ def test_encode_ack_is_the_generic_frame() -> None:
 
 def test_a_torn_ack_record_ends_the_log() -> None:
     torn = encode_ack(1, 0x0102030405060708)[:-3] + bytes(3)
-    assert decode_acks(encode_ack(1, 10) + torn, 1) == [10]
+    assert scan_acks(encode_ack(1, 10) + torn, 1).acks == [10]
     scan = scan_acks(encode_ack(1, 10) + torn + bytes(100), 1)
     assert scan == (([10], ACK_RECORD_SIZE, []))  # the torn last record is no damage
 

@@ -61,7 +61,6 @@ __all__ = [
     "InfoCursor",
     "Record",
     "decode",
-    "decode_acks",
     "decode_block",
     "decode_info",
     "encode",
@@ -277,12 +276,6 @@ def scan_acks(buf: bytes, generation: int) -> AckScan:
             gap.append(pos)
         pos += ACK_RECORD_SIZE
     return AckScan(acks, end, damaged)
-
-
-def decode_acks(buf: bytes, generation: int) -> list[int]:
-    """The item seqs acknowledged by the records of ``generation`` in the log ``buf``,
-    damaged slots passed over (``scan_acks`` says where they are)."""
-    return scan_acks(buf, generation).acks
 
 
 # --- the info file ------------------------------------------------------------------------

@@ -90,6 +90,7 @@ __all__ = [
     "deliver",
     "discard",
     "put",
+    "reclaimable",
     "recover",
     "reserve_acks",
     "shutdown",
@@ -731,7 +732,6 @@ def recover(config: Config, obs: Observation) -> ReadChunks | Recovered:
     for s in scan.acks:
         if info.tail <= s < new_head and not ranges.contains(acked, s):
             acked = ranges.add(acked, s)
-    acked = _below(acked, new_head)
     tail, acked = ranges.pop_front(acked, info.tail, new_head)
     if tail == new_head:
         tail_offset = head_offset
@@ -777,16 +777,6 @@ def recover(config: Config, obs: Observation) -> ReadChunks | Recovered:
         Ledger(info, chunk_path(config, number), alloc, 0, capacity, resync=True),
     )
     return Recovered(state, tuple(effects), True, len(obs.acks), tuple(notices))
-
-
-def _below(acked: ranges.Ranges, limit: int) -> ranges.Ranges:
-    """``acked`` without the numbers from ``limit`` on."""
-    i = 0
-    while i < len(acked) and acked[i + 1] <= limit:
-        i += 2
-    if i < len(acked) and acked[i] < limit:
-        return (*acked[:i], acked[i], limit)
-    return acked[:i]
 
 
 def _later_records(

@@ -290,20 +290,13 @@ class Shell:
         state = recovered.state
         reserve = transitions.reserve_acks(state, recovered.ack_size)
         if reserve is not None:
-            shell.dirty = True
-            try:
-                apply(fs, reserve[1])
-            except OSError as exc:
-                if not _no_space(exc, (Write,), state.config.ack_path):
-                    raise
+            full = shell._run_unless_full(reserve, (Write,), state.config.ack_path)
+            if full is not None:
                 log.warning(
                     "%s: no space left to preallocate the ack log (%s); acknowledgements "
-                    "go on in the %d bytes it has", state.config.ack_path, exc,
+                    "go on in the %d bytes it has", state.config.ack_path, full,
                     state.ledger.ack_capacity,
                 )
-            else:
-                shell.state = reserve[0]
-            shell.dirty = False
         if recovered.checkpoint:
             shell.checkpoint()
         return shell
@@ -329,23 +322,34 @@ class Shell:
         """Checkpoint now. If the disk has no room for the temp file, put it off: ``info``
         and the chunks are as they were, and what the checkpoint would have recorded is
         durable without it (the ack log, the chunks)."""
-        state, effects = transitions.checkpoint(self.state)
+        step = transitions.checkpoint(self.state)
+        full = self._run_unless_full(step, (Create, Write, Fsync), self.state.config.temp_path)
+        if full is None:
+            self.deferred = None
+            return
+        self.deferred = self.state.ledger.crossings
+        log.warning(
+            "%s: no space left for a checkpoint (%s); going on without it",
+            self.state.config.directory, full,
+        )
+
+    def _run_unless_full(
+        self, step: transitions.Step, kinds: tuple[type, ...], path: str
+    ) -> OSError | None:
+        """Run ``step``, unless one of its effects of ``kinds`` on ``path`` finds no space
+        left: then undo what it created, keep the state, and return the error."""
+        state, effects = step
         self.dirty = True
         try:
             apply(self.fs, effects)
         except OSError as exc:
-            if not _no_space(exc, (Create, Write, Fsync), self.state.config.temp_path):
+            if not _no_space(exc, kinds, path):
                 raise
             self._undo(effects)
             self.dirty = False
-            self.deferred = self.state.ledger.crossings
-            log.warning(
-                "%s: no space left for a checkpoint (%s); going on without it",
-                self.state.config.directory, exc,
-            )
-            return
-        self.deferred = None
+            return exc
         self._commit(state)
+        return None
 
     def _undo(self, effects: tuple[Effect, ...]) -> None:
         """Remove what a step that found no space created (``transitions.undo_created``),
