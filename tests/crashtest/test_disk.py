@@ -840,6 +840,10 @@ def test_an_interrupted_read_returns_nothing_then_raises() -> None:
 # What each FileSystem method leaves behind on a disk holding /d/f = b"data" and /d/g.
 EFFECTS: list[tuple[str, Callable[[SimulatedDisk], object], Callable[[SimulatedDisk], bool]]] = [
     ("mkdir", lambda d: d.mkdir("/d/n/m"), lambda d: d.is_dir("/d/n/m")),
+    ("probe", lambda d: d.probe("/d/f"), lambda d: True),
+    ("boot_id", lambda d: d.boot_id(), lambda d: True),
+    ("volatile", lambda d: d.volatile("/d/f"), lambda d: True),
+    ("watch", lambda d: d.watch("/d/f"), lambda d: True),
     ("write", lambda d: d.write("/d/f", b"!"), lambda d: d.read("/d/f") == b"data!"),
     ("create", lambda d: d.create("/d/f"), lambda d: d.read("/d/f") == b""),
     ("truncate", lambda d: d.truncate("/d/f", 2), lambda d: d.read("/d/f") == b"da"),

@@ -7,8 +7,11 @@ it at any state-changing operation with ``disk.crash_after(n)`` (the code then s
 ``PROCESS_CRASH`` (``kill -9``: everything that completed) or ``POWER_LOSS`` (only what was
 fsynced is certain; unsynced writes and directory entries may be lost, writes torn).
 ``crash_state(disk, model)`` is a Hypothesis strategy for when there are too many states to
-try them all. For example, to check an atomic save (write a temporary file, fsync it, rename
-it over the old one, fsync the directory)::
+try them all. ``disk.process()`` gives a ``SimulatedProcess``: the disk as one of several
+processes sharing it sees it, with its own locks, that can be killed alone.
+
+For example, to check an atomic save (write a temporary file, fsync it, rename it over the
+old one, fsync the directory)::
 
     import contextlib
 
@@ -45,6 +48,7 @@ from typing import TYPE_CHECKING
 
 from pqueue.crashtest.disk import SimulatedCrash as SimulatedCrash
 from pqueue.crashtest.disk import SimulatedDisk as SimulatedDisk
+from pqueue.crashtest.disk import SimulatedProcess as SimulatedProcess
 from pqueue.crashtest.models import POWER_LOSS as POWER_LOSS
 from pqueue.crashtest.models import PROCESS_CRASH as PROCESS_CRASH
 from pqueue.crashtest.models import PersistenceModel as PersistenceModel
@@ -70,5 +74,6 @@ __all__ = [
     "PersistenceModel",
     "SimulatedCrash",
     "SimulatedDisk",
+    "SimulatedProcess",
     "crash_state",
 ]

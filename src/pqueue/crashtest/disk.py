@@ -11,31 +11,34 @@ disk.
 
 from __future__ import annotations
 
+import contextlib
 import copy as _copy
 import errno
 import itertools
 import os
 import posixpath
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from functools import lru_cache
-from typing import Literal, NamedTuple, NoReturn
+from typing import Literal, NamedTuple, NoReturn, ParamSpec, TypeVar
 
 from pqueue.crashtest.models import PersistenceModel, _torn_outcomes
-from pqueue.io.fs import Lock
+from pqueue.io.fs import Lock, Watch
 
-__all__ = ["SimulatedCrash", "SimulatedDisk"]
+__all__ = ["SimulatedCrash", "SimulatedDisk", "SimulatedProcess"]
 
 
 class SimulatedCrash(BaseException):
-    """Raised by a ``SimulatedDisk`` at the crash point armed by ``crash_after``.
+    """Raised by a ``SimulatedDisk`` at the crash point armed by ``crash_after``, and by a
+    ``SimulatedProcess`` that was killed.
 
     It derives from ``BaseException``, not ``Exception``, so code under test that handles
     ``Exception`` or ``OSError`` cannot swallow it: it unwinds the code under test like the
     end of the process would. The operation that raised it had no effect; every later
-    operation on the same disk raises it again.
+    operation on the same disk (or through the same killed process) raises it again.
     """
 
 
@@ -54,16 +57,22 @@ _DataOp = _Write | _Truncate
 class _File:
     """An inode: visible content, durable content and the data operations in between."""
 
-    __slots__ = ("data", "durable", "ino", "pending")
+    __slots__ = ("data", "durable", "ino", "pending", "volatile")
 
     def __init__(
-        self, ino: int, data: bytes | bytearray, durable: bytes, pending: list[_DataOp]
+        self,
+        ino: int,
+        data: bytes | bytearray,
+        durable: bytes,
+        pending: list[_DataOp],
+        volatile: bool = False,
     ) -> None:
         self.ino = ino
         # ``bytes`` until the first write, then a ``bytearray`` edited in place.
         self.data = data
         self.durable = durable
         self.pending = pending
+        self.volatile = volatile  # marked by ``SimulatedDisk.volatile``
 
 
 class _Dir:
@@ -156,11 +165,21 @@ _MUTATING = frozenset(
 )
 _READS = frozenset(
     {
-        "exists", "file_type", "is_dir", "listdir", "lock_key", "read", "release",
-        "same_filesystem", "size", "write_back",
+        "boot_id", "exists", "file_type", "is_dir", "listdir", "lock_key", "probe", "read",
+        "release", "same_filesystem", "size", "volatile", "watch", "write_back",
     }
 )
 _disk_ids = itertools.count(1)
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_K = TypeVar("_K")
+
+
+def _new_boot_id(after: str | None = None) -> str:
+    """The boot id of a new disk (boot 1), or of the boot after ``after``: numbered by the
+    disk's history, so that runs are reproducible byte for byte."""
+    number = 1 if after is None else int(after.rsplit("-", 1)[1]) + 1
+    return f"simulated-boot-{number}"
 
 
 def _op_names(control: str, ops: AbstractSet[str] | None) -> frozenset[str] | None:
@@ -220,17 +239,111 @@ class _Interrupt(_Trigger):
 
 
 class _SimulatedLock:
-    __slots__ = ("_disk", "_ino")
+    """One holder of a lock on an inode, as one ``flock``-ed open file description."""
 
-    def __init__(self, disk: SimulatedDisk, ino: int) -> None:
+    __slots__ = ("_disk", "_ino", "_owner", "shared")
+
+    def __init__(
+        self, disk: SimulatedDisk, ino: int, shared: bool, owner: SimulatedProcess | None
+    ) -> None:
         self._disk: SimulatedDisk | None = disk
         self._ino = ino
+        self._owner = owner
+        self.shared = shared
 
     def release(self) -> None:
-        disk, self._disk = self._disk, None
+        disk = self._disk
         if disk is not None:
             with disk._mutex:
-                disk._locked.discard(self._ino)
+                self._drop()
+
+    def _drop(self) -> None:
+        """Let go of the lock and wake its waiters; the disk's mutex is held."""
+        disk, self._disk = self._disk, None
+        if disk is None:
+            return
+        holders = disk._locks[self._ino]
+        holders.remove(self)
+        if not holders:
+            del disk._locks[self._ino]
+        if self._owner is not None:
+            self._owner._locks.discard(self)
+        for watch in disk._lock_watches.get(self._ino, ()):
+            watch._fired = True
+        disk._changes.notify_all()
+
+
+class _SimulatedWatch:
+    """What ``SimulatedDisk.watch`` returns (see there)."""
+
+    __slots__ = ("_closed", "_disk", "_fired", "_inos", "_owner", "_parts")
+
+    def __init__(
+        self,
+        disk: SimulatedDisk,
+        parts: tuple[str, ...],
+        inos: tuple[int, ...],
+        owner: SimulatedProcess | None,
+    ) -> None:
+        self._disk = disk
+        self._parts = parts
+        self._inos = inos  # the files of ``closes``, whose lock releases fire it
+        self._owner = owner
+        self._fired = False
+        self._closed = False
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until the file changed, a lock on a file of ``closes`` was released or
+        ``wake()`` was called, since the watch was made or the last ``wait`` returned;
+        ``False`` if ``timeout`` seconds (``None``: no limit) passed first.
+
+        ``True`` at once if the disk has crashed, the process that made the watch was
+        killed or the watch was closed.
+        """
+        disk = self._disk
+        with disk._mutex:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self._fired:
+                owner = self._owner
+                if self._closed or disk._crashed or (owner is not None and owner._killed):
+                    return True
+                if deadline is None:
+                    disk._wait(None)
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    disk._wait(remaining)
+            self._fired = False
+            return True
+
+    def wake(self) -> None:
+        """Make the ``wait`` in progress, or else the next one, return ``True`` at once."""
+        disk = self._disk
+        with disk._mutex:
+            self._fired = True
+            disk._changes.notify_all()
+
+    def close(self) -> None:
+        """Stop watching (idempotent); a ``wait`` then returns ``True`` at once."""
+        disk = self._disk
+        with disk._mutex:
+            if self._closed:
+                return
+            self._closed = True
+            _forget(disk._watches, self._parts, self)
+            for ino in self._inos:
+                _forget(disk._lock_watches, ino, self)
+            disk._changes.notify_all()
+
+
+def _forget(registry: dict[_K, set[_SimulatedWatch]], key: _K, watch: _SimulatedWatch) -> None:
+    """Take ``watch`` out of ``registry[key]``, and the key out when no watch is left."""
+    watches = registry.get(key)
+    if watches is not None:
+        watches.discard(watch)
+        if not watches:
+            del registry[key]
 
 
 class SimulatedDisk:
@@ -270,15 +383,33 @@ class SimulatedDisk:
     empty files are free, and there is no limit on inodes.
 
     A disk serialises its own operations, so several threads (or several queues) may share
-    one, as they would share a kernel.
+    one, as they would share a kernel. ``process()`` makes a ``SimulatedProcess``: a view of
+    the disk as one process sharing that kernel has it, which owns the locks and watches
+    made through it and can be killed alone. Calls made on the disk itself come from a
+    default process that is never killed but by the crash of the whole disk.
+
+    Locks (``lock``, ``probe``) follow ``flock``: they belong to the inode, and every ``lock``
+    call makes a new holder (an open file description), exclusive or shared, that conflicts
+    with the other holders whoever made them. A power loss starts a new boot (``boot_id``).
+    ``volatile`` marks a file whose content the code under test never trusts after a reboot,
+    which cuts what a power loss may leave of it to two outcomes. ``watch`` waits for a file
+    to change.
     """
 
     def __init__(self) -> None:
         self._root = _Dir(1, {}, {}, [])
         self._next_ino = 2
         self._uid = next(_disk_ids)
+        self._boot = _new_boot_id()
         self._mutex = threading.RLock()
-        self._locked: set[int] = set()
+        # Notified on every release of a lock, kill, crash and watched change: what a
+        # blocking ``lock`` and ``Watch.wait`` sleep on.
+        self._changes = threading.Condition(self._mutex)
+        self._locks: dict[int, list[_SimulatedLock]] = {}  # inode -> holders
+        self._watches: dict[tuple[str, ...], set[_SimulatedWatch]] = {}  # path -> watches
+        self._lock_watches: dict[int, set[_SimulatedWatch]] = {}  # inode -> watches (closes)
+        self._caller: SimulatedProcess | None = None  # the process of the call in progress
+        self._process_ids = itertools.count(1)
         self._operations = 0
         self._countdown: int | None = None
         self._crashed = False
@@ -297,9 +428,10 @@ class SimulatedDisk:
 
         These are the calls of ``write``, ``create``, ``truncate``, ``fsync``,
         ``fsync_dir``, ``replace``, ``unlink`` and ``mkdir``, and of ``lock`` on a path that
-        did not exist, whether they succeeded or raised. Run a workload once on a fresh disk
-        and read this to size a ``crash_after`` sweep: crashing after ``0 ..
-        operations`` calls covers every crash point.
+        did not exist, whether they succeeded or raised, made on the disk or through any of
+        its processes (a call refused because its process was killed does not count). Run a
+        workload once on a fresh disk and read this to size a ``crash_after`` sweep:
+        crashing after ``0 .. operations`` calls covers every crash point.
         """
         return self._operations
 
@@ -322,8 +454,10 @@ class SimulatedDisk:
 
         The next call after those ``n`` raises ``SimulatedCrash`` without taking effect
         (``crash_after(0)``: the very next one). From then on every ``FileSystem`` call on
-        this disk raises ``SimulatedCrash``; take the outcome with ``crash_states`` or
-        ``copy``, which still work. A crash cannot be undone.
+        this disk, or through any of its processes, raises ``SimulatedCrash``, a blocking
+        ``lock`` waiting meanwhile included, and ``Watch.wait`` returns ``True`` at once;
+        take the outcome with ``crash_states`` or ``copy``, which still work. A crash cannot
+        be undone.
         """
         if n is not None and n < 0:
             raise ValueError(f"crash_after needs n >= 0 or None, got {n}")
@@ -386,8 +520,12 @@ class SimulatedDisk:
         ``times - 1`` matching calls after it do everything they would have done, then raise
         a ``copy.copy`` of ``exception`` instead of returning: the effect stays, a read's
         result is lost. An interrupted ``lock`` has taken the lock, and it stays held with
-        no way to release it, as an ``flock`` whose descriptor was never returned (copies
-        and crash states of the disk hold no locks). A call that raises an error of its own
+        no way to release it, as an ``flock`` whose descriptor was never returned, until
+        its process is killed (copies and crash states of the disk hold no locks; the
+        disk's default process is never killed). A blocking ``lock`` that waits takes the
+        lock, then raises the interrupt; if the disk crashes or its process is killed while
+        it waits, it raises ``SimulatedCrash`` and the interrupt is used up. A call that
+        raises an error of its own
         (say ``FileNotFoundError``, or ``ENOSPC`` on a full disk) raises the interrupt
         instead, with that error as its ``__context__``.
 
@@ -464,15 +602,17 @@ class SimulatedDisk:
     def copy(self) -> SimulatedDisk:
         """A deep, independent copy: same visible, durable and pending state.
 
-        The copy is a new disk: it holds no locks, has no crash, fault or interrupt armed,
-        is not crashed even if this disk is, and its ``operations`` count starts at zero. It
-        keeps the ``capacity``. Inode numbers are kept, so torn-write garbage is the same on
-        both.
+        The copy is a new disk: it holds no locks, processes or watches, has no crash, fault
+        or interrupt armed, is not crashed even if this disk is, and its ``operations``
+        count starts at zero. It keeps the ``capacity``, the ``boot_id`` (the same machine,
+        the same boot) and the ``volatile`` marks. Inode numbers are kept, so torn-write
+        garbage is the same on both.
         """
         with self._mutex:
             new = SimulatedDisk()
             new._next_ino = self._next_ino
             new._capacity = self._capacity
+            new._boot = self._boot
             memo: dict[int, _Node] = {}
 
             def clone(node: _Node) -> _Node:
@@ -480,7 +620,9 @@ class SimulatedDisk:
                 if twin is not None:
                     return twin
                 if isinstance(node, _File):
-                    twin = _File(node.ino, bytes(node.data), node.durable, list(node.pending))
+                    twin = _File(
+                        node.ino, bytes(node.data), node.durable, list(node.pending), node.volatile
+                    )
                     memo[node.ino] = twin
                     return twin
                 twin_dir = _Dir(node.ino, {}, {}, [])
@@ -498,15 +640,31 @@ class SimulatedDisk:
             new._root = root
             return new
 
+    def process(self, name: str | None = None) -> SimulatedProcess:
+        """A new ``SimulatedProcess`` on this disk, named ``name`` (by default ``"p1"``,
+        ``"p2"``, ... in the order made). Works on a crashed disk too (its calls raise)."""
+        with self._mutex:
+            number = next(self._process_ids)
+            return SimulatedProcess(self, f"p{number}" if name is None else name)
+
     def crash_states(self, model: PersistenceModel) -> Iterator[SimulatedDisk]:
         """Every distinct state this disk could be found in after a crash now, under ``model``.
 
         Exhaustive and without duplicates: two outcomes with the same directory tree and the
         same file contents are yielded once. Each state is a new disk whose content is all
-        durable (nothing pending, no locks held, nothing armed, ``capacity`` None). The first
-        state is the visible one (nothing lost); the order is deterministic. States are
-        generated lazily from a snapshot taken now, so the disk may be used again (or be
-        crashed) meanwhile.
+        durable (nothing pending, no locks held, no processes, nothing armed, ``capacity``
+        None), with the ``volatile`` marks kept. Its ``boot_id`` is this disk's when
+        ``model.lose_unsynced`` is false (a process crash: the same boot) and the next one
+        when it is true (a power loss: the machine restarted).
+        The first state is the visible one (nothing lost); the order is deterministic.
+        States are generated lazily from a snapshot taken now, so the disk may be used again
+        (or be crashed) meanwhile.
+
+        Under a model with ``lose_unsynced``, a ``volatile`` file with pending data
+        operations has two contents only, whatever those operations are: all of them kept
+        (the visible content, less writes a failed fsync dropped), or empty (``b""``). Its
+        name follows the rules of every file: where its directory entry did not survive,
+        it is missing.
 
         The number of states is the product of the choices of every file and directory with
         pending operations, so it grows quickly with unsynced history; draw from
@@ -667,6 +825,8 @@ class SimulatedDisk:
                 if self._capacity is not None and data and (offset is None or offset >= 0):
                     self._reserve_write(path, offset, len(data))
                 node = self._open(path)
+                if self._watches:
+                    self._touch(_split(path))
                 if offset is None:
                     offset = len(node.data)
                 elif offset < 0:
@@ -692,6 +852,8 @@ class SimulatedDisk:
                     op = _Truncate(0)
                     _apply_data(_mutable(node), op)
                     node.pending.append(op)
+                if self._watches:
+                    self._touch(parts)
             finally:
                 if self._interrupting is not None:
                     self._deliver()
@@ -713,6 +875,8 @@ class SimulatedDisk:
                 op = _Truncate(size)
                 _apply_data(_mutable(node), op)
                 node.pending.append(op)
+                if self._watches:
+                    self._touch(_split(path))
             finally:
                 if self._interrupting is not None:
                     self._deliver()
@@ -818,6 +982,8 @@ class SimulatedDisk:
                     ddir.pending.append(_Link(dname, node))
                     del sdir.entries[sname]
                     sdir.pending.append(_Unlink(sname))
+                if self._watches:
+                    self._touch(dparts, tree=True)
             finally:
                 if self._interrupting is not None:
                     self._deliver()
@@ -836,16 +1002,25 @@ class SimulatedDisk:
                     raise _error(errno.EISDIR, path)
                 del parent.entries[name]
                 parent.pending.append(_Unlink(name))
+                if self._watches:
+                    self._touch(parts)
             finally:
                 if self._interrupting is not None:
                     self._deliver()
 
-    def lock(self, path: str) -> Lock:
-        """Lock file ``path`` (created if missing) for this disk's users.
+    def lock(self, path: str, *, shared: bool = False, blocking: bool = False) -> Lock:
+        """Lock file ``path`` (created if missing), exclusive or ``shared``, as ``flock``.
 
-        ``BlockingIOError`` if it is already locked. The lock belongs to the file (inode),
-        not the name, like ``flock``. Its ``release()`` is idempotent. Creating the file
-        counts as a state-changing call; locking an existing file does not.
+        The lock belongs to the file (inode), not the name, and to the process that took it
+        (the disk's default process when called on the disk). Every call makes a new holder:
+        an exclusive lock conflicts with any other holder, a shared one with an exclusive
+        one, even if the same process holds it. On a conflict it raises ``BlockingIOError``
+        (``EWOULDBLOCK``), or, with ``blocking``, waits until there is none and takes the
+        lock; it raises ``SimulatedCrash`` if the disk crashes or its process is killed
+        meanwhile. No fairness is promised among waiters. The lock's ``release()`` is
+        idempotent and wakes the waiters; killing its process releases it too. Creating the
+        file counts as a state-changing call, and happens before any wait; locking an
+        existing file does not count.
         """
         with self._mutex:
             try:
@@ -853,10 +1028,111 @@ class SimulatedDisk:
                     raise SimulatedCrash("the disk has crashed")
                 self._begin("lock", mutating=not self._exists(_split(path)))
                 node = self._open(path)
-                if node.ino in self._locked:
-                    raise BlockingIOError(errno.EWOULDBLOCK, f"{path} is locked by another holder")
-                self._locked.add(node.ino)
-                return _SimulatedLock(self, node.ino)
+                owner = self._caller
+                if self._conflicts(node.ino, shared):
+                    if not blocking:
+                        raise BlockingIOError(
+                            errno.EWOULDBLOCK, f"{path} is locked by another holder"
+                        )
+                    interrupting, self._interrupting = self._interrupting, None
+                    while self._conflicts(node.ino, shared):
+                        self._wait(None)
+                        if self._crashed:
+                            raise SimulatedCrash("the disk has crashed")
+                        if owner is not None and owner._killed:
+                            raise SimulatedCrash(f"process {owner.name} was killed")
+                    self._interrupting = interrupting
+                lock = _SimulatedLock(self, node.ino, shared, owner)
+                self._locks.setdefault(node.ino, []).append(lock)
+                if owner is not None:
+                    owner._locks.add(lock)
+                return lock
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
+
+    def probe(self, path: str) -> bool:
+        """Whether anyone (any process, this one included) holds a lock on file ``path``.
+
+        ``False`` if nothing is at ``path``; ``IsADirectoryError`` for a directory and
+        ``NotADirectoryError`` if a parent is a file, as opening it would raise. A read: it
+        changes nothing and is not counted in ``operations``.
+        """
+        with self._mutex:
+            try:
+                self._begin_read("probe")
+                try:
+                    node = self._lookup(_split(path), path)
+                except FileNotFoundError:
+                    return False
+                if isinstance(node, _Dir):
+                    raise _error(errno.EISDIR, path)
+                return node.ino in self._locks
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
+
+    def boot_id(self) -> str:
+        """This boot of the disk: ``simulated-boot-1`` for a new disk, kept by ``copy`` and
+        by the crash states of a process crash, the next number in every crash state of a
+        power loss (see ``crash_states``). Numbered by the disk's history, not drawn, so that
+        runs are reproducible byte for byte."""
+        with self._mutex:
+            try:
+                self._begin_read("boot_id")
+                return self._boot
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
+
+    def volatile(self, path: str) -> None:
+        """Mark existing file ``path`` volatile: its content need not survive a power loss,
+        as the code that wrote it never trusts it after a reboot.
+
+        A hint to the harness (``OsFileSystem`` ignores it), kept on the inode: it follows
+        the file through renames, is kept by ``copy`` and crash states, and cannot be
+        undone. It changes what ``crash_states`` yields for the file under a power loss
+        (see there) and nothing else; it is not a state-changing call.
+        """
+        with self._mutex:
+            try:
+                self._begin_read("volatile")
+                self._file(path).volatile = True
+            finally:
+                if self._interrupting is not None:
+                    self._deliver()
+
+    def watch(self, path: str, closes: tuple[str, ...] = ()) -> Watch:
+        """A ``Watch`` on ``path``, which need not exist yet, for the calling process.
+
+        Its ``wait(timeout)`` blocks until a call on this disk changed the file at ``path``
+        since the watch was made or since the previous ``wait`` returned, or a lock on one
+        of the files ``closes`` was released, or ``wake()`` was called (from any thread; a
+        ``wake`` before ``wait`` makes the next ``wait`` return at once), and returns
+        ``True``; or until ``timeout`` seconds passed (``None``: no limit) and returns
+        ``False``. The calls that change the file at ``path`` are those that took effect
+        of: ``write`` (of ``b""`` too), ``create`` and ``truncate`` of ``path``, ``replace``
+        onto ``path`` or onto a directory above it, and ``unlink`` of ``path``; they are
+        matched by name, not by inode. The files of ``closes`` are the inodes found at
+        those paths now (like inotify, a missing one is skipped, a directory is taken too):
+        any release of a lock on one of them, by ``release()`` or by the kill of its
+        holder's process, fires the watch. After a crash of the disk, a kill of the process
+        that made the watch, or ``close()``, ``wait`` returns ``True`` at once. Thread-safe;
+        ``close()`` is idempotent. Not a state-changing call.
+        """
+        with self._mutex:
+            try:
+                self._begin_read("watch")
+                parts = _split(path)
+                inos: list[int] = []
+                for other in closes:
+                    with contextlib.suppress(FileNotFoundError):
+                        inos.append(self._lookup(_split(other), other).ino)
+                watch = _SimulatedWatch(self, parts, tuple(inos), self._caller)
+                self._watches.setdefault(parts, set()).add(watch)
+                for ino in inos:
+                    self._lock_watches.setdefault(ino, set()).add(watch)
+                return watch
             finally:
                 if self._interrupting is not None:
                     self._deliver()
@@ -902,23 +1178,73 @@ class SimulatedDisk:
         return ino
 
     def _begin(self, op: str, *, mutating: bool = True) -> None:
-        """The gate every call passes: the crash, the operation count, faults, interrupts."""
+        """The gate every call passes: the crash, the calling process's kill, the operation
+        counts, faults, interrupts."""
         if self._crashed:
             raise SimulatedCrash("the disk has crashed")
+        caller = self._caller
+        if caller is not None and caller._killed:
+            raise SimulatedCrash(f"process {caller.name} was killed")
         if mutating:
+            if self._countdown == 0:
+                self._crashed = True
+                self._countdown = None
+                self._changes.notify_all()
+                raise SimulatedCrash(f"simulated crash at {op} #{self._operations + 1}")
+            if caller is not None:
+                if caller._countdown == 0:
+                    self._kill(caller)
+                    raise SimulatedCrash(
+                        f"process {caller.name} was killed at {op} #{caller._operations + 1}"
+                    )
+                if caller._countdown is not None:
+                    caller._countdown -= 1
+                caller._operations += 1
             if self._countdown is not None:
-                if self._countdown == 0:
-                    self._crashed = True
-                    self._countdown = None
-                    raise SimulatedCrash(f"simulated crash at {op} #{self._operations + 1}")
                 self._countdown -= 1
             self._operations += 1
         if self._armed:
             self._inject(op, mutating)
 
     def _begin_read(self, op: str) -> None:
-        if self._crashed or self._armed:
+        if self._crashed or self._armed or self._caller is not None:
             self._begin(op, mutating=False)
+
+    def _kill(self, process: SimulatedProcess) -> None:
+        """Kill ``process``: release its locks, wake every waiter."""
+        process._killed = True
+        process._countdown = None
+        for lock in list(process._locks):
+            lock._drop()
+        self._changes.notify_all()
+
+    def _conflicts(self, ino: int, shared: bool) -> bool:
+        """Whether a new lock on ``ino``, ``shared`` or not, conflicts with a holder."""
+        holders = self._locks.get(ino)
+        if not holders:
+            return False
+        return not shared or any(not holder.shared for holder in holders)
+
+    def _wait(self, timeout: float | None) -> None:
+        """Sleep on ``_changes``, the mutex released meanwhile: the process of the call in
+        progress is set aside, as other threads' calls run meanwhile."""
+        caller, self._caller = self._caller, None
+        try:
+            self._changes.wait(timeout)
+        finally:
+            self._caller = caller
+
+    def _touch(self, parts: tuple[str, ...], *, tree: bool = False) -> None:
+        """Fire the watches on ``parts`` (with ``tree``, on anything under it too)."""
+        if tree:
+            size = len(parts)
+            hit = [w for key, ws in self._watches.items() if key[:size] == parts for w in ws]
+        else:
+            hit = list(self._watches.get(parts, ()))
+        for watch in hit:
+            watch._fired = True
+        if hit:
+            self._changes.notify_all()
 
     def _inject(self, op: str, mutating: bool) -> None:
         """Count the call for every fault and interrupt: raise a fault, or note an interrupt.
@@ -1038,6 +1364,184 @@ class SimulatedDisk:
                 stack.extend((prefix + name, child) for name, child in node.entries.items())
 
 
+class SimulatedProcess:
+    """One process using a ``SimulatedDisk``, made by ``SimulatedDisk.process``.
+
+    It implements the ``pqueue.io.FileSystem`` protocol by calling the disk's method of the
+    same name, with the disk's semantics (the same files, the same kernel), except that the
+    locks taken and the watches made through it belong to it. Harness controls: ``kill``
+    ends it as ``kill -9`` would, at once, and ``kill_after`` arms such an end, as
+    ``crash_after`` does for the whole disk; ``killed`` and ``operations`` report. Killing a
+    process releases every lock it holds (their waiters wake) and wakes its watches'
+    ``wait``; from then on every call through it raises ``SimulatedCrash("process <name>
+    was killed")``, while the disk and the other processes go on. A crash of the disk
+    stops every process.
+    """
+
+    def __init__(self, disk: SimulatedDisk, name: str) -> None:
+        self._disk = disk
+        self._name = name
+        self._killed = False
+        self._countdown: int | None = None
+        self._operations = 0
+        self._locks: set[_SimulatedLock] = set()
+
+    # -- harness controls --------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The name given to ``SimulatedDisk.process``, used in ``SimulatedCrash`` messages."""
+        return self._name
+
+    @property
+    def killed(self) -> bool:
+        """Whether ``kill`` was called or the kill armed by ``kill_after`` happened (not
+        whether the disk crashed: see ``SimulatedDisk.crashed``)."""
+        return self._killed
+
+    @property
+    def operations(self) -> int:
+        """How many state-changing calls (see ``SimulatedDisk.operations``) went through
+        this process, whether they succeeded or raised. They count on the disk too."""
+        return self._operations
+
+    def kill(self) -> None:
+        """Kill the process now (idempotent): as ``kill -9``, see the class docstring.
+
+        A blocking ``lock`` it was waiting in raises ``SimulatedCrash``; a lock taken by an
+        interrupted ``lock`` call, never returned, is released too.
+        """
+        with self._disk._mutex:
+            if not self._killed:
+                self._disk._kill(self)
+
+    def kill_after(self, n: int | None) -> None:
+        """Kill the process after ``n`` more state-changing calls through it; ``None``
+        disarms.
+
+        The next such call after those ``n`` raises ``SimulatedCrash`` without taking effect
+        (and without being counted) and kills the process, as ``kill`` does. Calls made on
+        the disk itself or through other processes do not count. ``crash_after`` of the
+        disk, if due on the same call, wins: the disk crashes. ``ValueError`` if ``n < 0``.
+        """
+        if n is not None and n < 0:
+            raise ValueError(f"kill_after needs n >= 0 or None, got {n}")
+        with self._disk._mutex:
+            if not self._killed:
+                self._countdown = n
+
+    def __repr__(self) -> str:
+        state = " killed" if self._killed else ""
+        return (
+            f"<SimulatedProcess {self._name!r}{state} of disk #{self._disk._uid} "
+            f"locks={len(self._locks)}>"
+        )
+
+    def _run(self, method: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``method(*args, **kwargs)`` of the disk, called as this process."""
+        disk = self._disk
+        with disk._mutex:
+            caller, disk._caller = disk._caller, self
+            try:
+                return method(*args, **kwargs)
+            finally:
+                disk._caller = caller
+
+    # -- the FileSystem protocol, through the disk ------------------------------------------
+
+    def mkdir(self, path: str, mode: int = 0o777) -> None:
+        """``SimulatedDisk.mkdir``, as this process."""
+        self._run(self._disk.mkdir, path, mode)
+
+    def listdir(self, path: str) -> list[str]:
+        """``SimulatedDisk.listdir``, as this process."""
+        return self._run(self._disk.listdir, path)
+
+    def exists(self, path: str) -> bool:
+        """``SimulatedDisk.exists``, as this process."""
+        return self._run(self._disk.exists, path)
+
+    def is_dir(self, path: str) -> bool:
+        """``SimulatedDisk.is_dir``, as this process."""
+        return self._run(self._disk.is_dir, path)
+
+    def file_type(self, path: str) -> Literal["file", "dir"] | None:
+        """``SimulatedDisk.file_type``, as this process."""
+        return self._run(self._disk.file_type, path)
+
+    def size(self, path: str) -> int:
+        """``SimulatedDisk.size``, as this process."""
+        return self._run(self._disk.size, path)
+
+    def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
+        """``SimulatedDisk.read``, as this process."""
+        return self._run(self._disk.read, path, offset, size)
+
+    def write(self, path: str, data: bytes, offset: int | None = None) -> None:
+        """``SimulatedDisk.write``, as this process."""
+        self._run(self._disk.write, path, data, offset)
+
+    def create(self, path: str) -> None:
+        """``SimulatedDisk.create``, as this process."""
+        self._run(self._disk.create, path)
+
+    def truncate(self, path: str, size: int) -> None:
+        """``SimulatedDisk.truncate``, as this process."""
+        self._run(self._disk.truncate, path, size)
+
+    def fsync(self, path: str) -> None:
+        """``SimulatedDisk.fsync``, as this process."""
+        self._run(self._disk.fsync, path)
+
+    def fsync_dir(self, path: str) -> None:
+        """``SimulatedDisk.fsync_dir``, as this process."""
+        self._run(self._disk.fsync_dir, path)
+
+    def write_back(self, path: str) -> None:
+        """``SimulatedDisk.write_back``, as this process."""
+        self._run(self._disk.write_back, path)
+
+    def replace(self, src: str, dst: str) -> None:
+        """``SimulatedDisk.replace``, as this process."""
+        self._run(self._disk.replace, src, dst)
+
+    def unlink(self, path: str) -> None:
+        """``SimulatedDisk.unlink``, as this process."""
+        self._run(self._disk.unlink, path)
+
+    def lock(self, path: str, *, shared: bool = False, blocking: bool = False) -> Lock:
+        """``SimulatedDisk.lock``, as this process: the lock is this process's."""
+        return self._run(self._disk.lock, path, shared=shared, blocking=blocking)
+
+    def probe(self, path: str) -> bool:
+        """``SimulatedDisk.probe``, as this process (it sees every process's locks)."""
+        return self._run(self._disk.probe, path)
+
+    def boot_id(self) -> str:
+        """``SimulatedDisk.boot_id``, as this process."""
+        return self._run(self._disk.boot_id)
+
+    def volatile(self, path: str) -> None:
+        """``SimulatedDisk.volatile``, as this process."""
+        self._run(self._disk.volatile, path)
+
+    def watch(self, path: str, closes: tuple[str, ...] = ()) -> Watch:
+        """``SimulatedDisk.watch``, as this process: the watch is this process's."""
+        return self._run(self._disk.watch, path, closes)
+
+    def lock_key(self, path: str) -> Hashable:
+        """``SimulatedDisk.lock_key``, as this process: the same key as the disk's."""
+        return self._run(self._disk.lock_key, path)
+
+    def same_filesystem(self, a: str, b: str) -> bool:
+        """``SimulatedDisk.same_filesystem``, as this process."""
+        return self._run(self._disk.same_filesystem, a, b)
+
+    def release(self, path: str) -> None:
+        """``SimulatedDisk.release``, as this process."""
+        self._run(self._disk.release, path)
+
+
 # -- crash states ---------------------------------------------------------------------------
 
 _StateKey = tuple[tuple[str, ...], tuple[str, ...], tuple[bytes, ...]]
@@ -1081,12 +1585,15 @@ def _file_options(f: _File, model: PersistenceModel) -> list[bytes]:
 
     What is visible survives a process crash. A power loss keeps the durable content and
     some of the pending operations: never the writes a failed fsync dropped (see
-    ``SimulatedDisk.fail``), which are visible but no longer pending.
+    ``SimulatedDisk.fail``), which are visible but no longer pending. A volatile file keeps
+    all of them or is left empty.
     """
     if not model.lose_unsynced:
         return [bytes(f.data)]
     if not f.pending:
         return [f.durable]
+    if f.volatile:
+        return list(dict.fromkeys([_all_kept(f), b""]))
     prefixes = [f.durable]
     torn: list[list[bytes]] = []
     buf = bytearray(f.durable)
@@ -1103,6 +1610,14 @@ def _file_options(f: _File, model: PersistenceModel) -> list[bytes]:
         ordered.extend(torn[k])
         ordered.append(prefixes[k])
     return list(dict.fromkeys(ordered))
+
+
+def _all_kept(f: _File) -> bytes:
+    """The content of ``f`` with every pending data operation kept."""
+    buf = bytearray(f.durable)
+    for op in f.pending:
+        _apply_data(buf, op)
+    return bytes(buf)
 
 
 class _Layout(NamedTuple):
@@ -1145,17 +1660,24 @@ def _by_name(entry: tuple[str, _Node]) -> str:
 
 
 def _build(
-    next_ino: int, layout: _Layout, inodes: list[_File], contents: tuple[bytes, ...]
+    next_ino: int,
+    layout: _Layout,
+    inodes: list[_File],
+    contents: tuple[bytes, ...],
+    boot: str | None,
 ) -> SimulatedDisk:
-    """A new disk holding ``layout`` with ``contents[i]`` in ``inodes[i]``, all durable."""
+    """A new disk holding ``layout`` with ``contents[i]`` in ``inodes[i]``, all durable,
+    booted as ``boot`` (``None``: a new boot)."""
     disk = SimulatedDisk()
     disk._next_ino = next_ino
+    if boot is not None:
+        disk._boot = boot
     dirs: dict[int, _Dir] = {1: disk._root}
     for _, d in layout.dirs[1:]:
         dirs[d.ino] = _Dir(d.ino, {}, {}, [])
     nodes: dict[int, _Node] = dict(dirs)
     for f, data in zip(inodes, contents, strict=True):
-        nodes[f.ino] = _File(f.ino, data, data, [])
+        nodes[f.ino] = _File(f.ino, data, data, [], f.volatile)
     for parent, name, child in layout.edges:
         dirs[parent].entries[name] = nodes[child.ino]
     for d in dirs.values():
@@ -1212,6 +1734,7 @@ def _enumerate(
 
     seen: set[_StateKey] = set()
     next_ino = disk._next_ino
+    boot = _boot_after(disk, model)
     for chosen in _structures(disk._root, dir_options):
         layout = _layout(disk._root, chosen)
         dir_paths = tuple(sorted(path for path, _ in layout.dirs))
@@ -1227,13 +1750,23 @@ def _enumerate(
             if key in seen:
                 continue
             seen.add(key)
-            yield key, _builder(next_ino, layout, inodes, contents)
+            yield key, _builder(next_ino, layout, inodes, contents, boot)
 
 
 def _builder(
-    next_ino: int, layout: _Layout, inodes: list[_File], contents: tuple[bytes, ...]
+    next_ino: int,
+    layout: _Layout,
+    inodes: list[_File],
+    contents: tuple[bytes, ...],
+    boot: str | None,
 ) -> Callable[[], SimulatedDisk]:
-    return lambda: _build(next_ino, layout, inodes, contents)
+    return lambda: _build(next_ino, layout, inodes, contents, boot)
+
+
+def _boot_after(disk: SimulatedDisk, model: PersistenceModel) -> str | None:
+    """The boot of a crash state of ``disk``: the same after a process crash, the next
+    after a power loss (the machine restarted)."""
+    return _new_boot_id(disk._boot) if model.lose_unsynced else disk._boot
 
 
 _TEAR_CHOICES = 1 << 30
@@ -1268,7 +1801,9 @@ def _draw_crash_state(
     choices are asked for whatever the answers (one or two per directory and file with
     pending operations, in inode order), so a shrinker that prefers fewer and smaller
     choices moves toward losing less, never toward losing a directory entry to skip the
-    choices of the files behind it. Each state returned is one ``crash_states`` yields.
+    choices of the files behind it. (A volatile file asks only one, 0 keeping all of its
+    pending operations and 1 none of its content.) Each state returned is one
+    ``crash_states`` yields.
     """
     nodes = _all_nodes(disk._root)
     chosen: dict[int, dict[str, _Node]] = {}
@@ -1278,7 +1813,10 @@ def _draw_crash_state(
             if isinstance(node, _Dir):
                 chosen[node.ino] = node.entries
         elif isinstance(node, _File):
-            lost[node.ino] = (integer(0, len(node.pending)), integer(0, _TEAR_CHOICES))
+            if node.volatile:
+                lost[node.ino] = (integer(0, 1), 0)
+            else:
+                lost[node.ino] = (integer(0, len(node.pending)), integer(0, _TEAR_CHOICES))
         elif model.reorder_dir_ops:
             entries = dict(node.durable)
             for op in node.pending:
@@ -1293,15 +1831,18 @@ def _draw_crash_state(
     layout = _layout(disk._root, chosen)
     inodes = list({f.ino: f for _, f in sorted(layout.files, key=_by_name)}.values())
     contents = tuple(_drawn_content(f, model, *lost.get(f.ino, (0, 0))) for f in inodes)
-    return _build(disk._next_ino, layout, inodes, contents)
+    return _build(disk._next_ino, layout, inodes, contents, _boot_after(disk, model))
 
 
 def _drawn_content(f: _File, model: PersistenceModel, lost: int, tear: int) -> bytes:
     """The content of ``f`` with its last ``lost`` pending operations lost and, if the
-    last one kept is a write, torn the ``tear``-th way (modulo the ways; 0: not torn).
+    last one kept is a write, torn the ``tear``-th way (modulo the ways; 0: not torn). A
+    volatile file with pending operations keeps them all (``lost`` 0) or is left empty.
     """
     if not model.lose_unsynced:
         return bytes(f.data)
+    if f.volatile and f.pending:
+        return b"" if lost else _all_kept(f)
     kept = len(f.pending) - lost
     buf = bytearray(f.durable)
     for op in f.pending[: max(kept - 1, 0)]:
