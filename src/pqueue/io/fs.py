@@ -17,17 +17,21 @@ Durability vocabulary used below:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import io
 import os
+import select
 import stat
 import sys
+import threading
 from collections.abc import Callable, Hashable
 from typing import Literal, Protocol, cast, runtime_checkable
 
-__all__ = ["FileKind", "FileSystem", "Lock", "OsFileSystem"]
+__all__ = ["FileKind", "FileMutex", "FileSystem", "Lock", "OsFileSystem", "Watch"]
 
 FileKind = Literal["file", "dir", "symlink", "other"]
 """What ``FileSystem.file_type`` finds: a regular file, a directory, a symbolic link, or
@@ -39,6 +43,25 @@ class Lock(Protocol):
     """An exclusive lock held on a file, released by ``release()`` (idempotent)."""
 
     def release(self) -> None: ...
+
+
+@runtime_checkable
+class Watch(Protocol):
+    """Waits for a file to change: made by ``FileSystem.watch``."""
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until the file was changed (by anyone, in any process) since the watch was
+        made or since the last ``wait`` returned, or ``wake()`` was called, or ``timeout``
+        seconds passed (None: no limit). False if it timed out. May return True early."""
+        ...
+
+    def wake(self) -> None:
+        """Make a ``wait`` in progress (or the next one) return at once. Thread-safe."""
+        ...
+
+    def close(self) -> None:
+        """Let go of what the watch holds (idempotent)."""
+        ...
 
 
 @runtime_checkable
@@ -129,14 +152,35 @@ class FileSystem(Protocol):
         """Remove the file ``path``."""
         ...
 
-    def lock(self, path: str) -> Lock:
-        """Take an exclusive, non-blocking lock on file ``path``, creating it if missing.
+    def lock(self, path: str, *, shared: bool = False, blocking: bool = False) -> Lock:
+        """Take a lock on file ``path``, creating it if missing, with ``flock`` semantics:
+        exclusive (the default) or ``shared``; two locks conflict unless both are shared,
+        also two taken by one process.
 
-        Raises ``BlockingIOError`` at once if another holder has it. The lock is released by
-        ``Lock.release()`` or when the process ends. A child process forked while the lock is
-        held must never release it for its parent: ``release()`` in the child only lets go
-        of the child's handle.
+        Raises ``BlockingIOError`` at once on a conflict, unless ``blocking``: then it waits.
+        The lock is released by ``Lock.release()`` or when the process ends. A child process
+        forked while the lock is held must never release it for its parent: ``release()`` in
+        the child only lets go of the child's handle.
         """
+        ...
+
+    def probe(self, path: str) -> bool:
+        """Whether anyone holds a lock on file ``path`` (False if it does not exist)."""
+        ...
+
+    def boot_id(self) -> str | None:
+        """A string that changes when the machine restarts (None if it cannot be known):
+        what a file that only lives in the page cache may be trusted by."""
+        ...
+
+    def volatile(self, path: str) -> None:
+        """Say that file ``path`` holds nothing that must survive a power loss (its writer
+        never trusts it after a restart). A hint for the crash harness; no effect on disk."""
+        ...
+
+    def watch(self, path: str, closes: tuple[str, ...] = ()) -> Watch:
+        """A ``Watch`` for changes to file ``path`` (which must exist), and for the release
+        of the locks held on the files ``closes`` (their holders ended or let go)."""
         ...
 
     def lock_key(self, path: str) -> Hashable:
@@ -171,8 +215,8 @@ class _FlockLock:
 
     __slots__ = ("_file", "_pid")
 
-    def __init__(self, fd: int) -> None:
-        self._file = io.FileIO(fd, "r+", closefd=True)
+    def __init__(self, file: io.FileIO) -> None:
+        self._file = file
         self._pid = os.getpid()
 
     def release(self) -> None:
@@ -184,6 +228,26 @@ class _FlockLock:
                 fcntl.flock(file, fcntl.LOCK_UN)
         finally:
             file.close()
+
+
+class FileMutex:
+    """A blocking exclusive ``flock`` on one descriptor, for short critical sections between
+    processes: ``acquire`` and ``release`` are each one C call (no Python frame), so that an
+    exception a signal handler raises lands before or after the call, never inside it
+    between the lock and its bookkeeping. ``release`` of a lock not held does nothing.
+    A forked child must not release a mutex its parent holds (it would unlock the parent's
+    lock): Queue objects inherited through fork never do."""
+
+    __slots__ = ("_file", "acquire", "release")
+
+    def __init__(self, path: str) -> None:
+        self._file = io.FileIO(_open_regular(path, os.O_RDWR | os.O_CREAT), "r+", closefd=True)
+        fd = self._file.fileno()
+        self.acquire: Callable[[], None] = functools.partial(fcntl.flock, fd, fcntl.LOCK_EX)
+        self.release: Callable[[], None] = functools.partial(fcntl.flock, fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 # Queue files are opened without following a symbolic link and without blocking (a FIFO put
@@ -217,6 +281,8 @@ class OsFileSystem:
 
     def __init__(self) -> None:
         self._fds: dict[str, int] = {}
+        self._probes: dict[str, int] = {}  # descriptors kept to probe others' locks
+        self._watches: dict[int, _InotifyWatch] = {}  # by thread: one kept for reuse
 
     def _fd(self, path: str) -> int:
         fd = self._fds.get(path)
@@ -334,21 +400,72 @@ class OsFileSystem:
         self.release(path)
         os.unlink(path)
 
-    def lock(self, path: str) -> Lock:
-        fd = _open_regular(path, os.O_RDWR | os.O_CREAT)
+    def lock(self, path: str, *, shared: bool = False, blocking: bool = False) -> Lock:
+        # The descriptor goes into its FileIO at once: from then on only the FileIO closes
+        # it, once, whatever exception lands where (a signal's), so no descriptor is ever
+        # closed twice (which would close another file that reused its number).
+        file = io.FileIO(_open_regular(path, os.O_RDWR | os.O_CREAT), "r+", closefd=True)
+        operation = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (
+            0 if blocking else fcntl.LOCK_NB
+        )
         try:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(file.fileno(), operation)
             except OSError as exc:
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise BlockingIOError(
                         exc.errno, f"{path} is locked by another holder"
                     ) from exc
                 raise
-            return _FlockLock(fd)
+            return _FlockLock(file)
         except BaseException:  # any exception, a signal's too: the lock is not left held
-            os.close(fd)
+            file.close()
             raise
+
+    def mutex(self, path: str) -> FileMutex:
+        """An exclusive ``flock`` on ``path`` taken and released many times over one
+        descriptor (no open, fstat or close per use)."""
+        return FileMutex(path)
+
+    def probe(self, path: str) -> bool:
+        fd = self._probes.get(path)
+        if fd is None:
+            try:
+                fd = _open_regular(path, os.O_RDONLY)
+            except FileNotFoundError:
+                return False
+            self._probes[path] = fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return True
+            raise
+        # Nobody holds it: its holder is gone. Let go of the file for good.
+        del self._probes[path]
+        os.close(fd)
+        return False
+
+    def boot_id(self) -> str | None:
+        return _BOOT_ID
+
+    def volatile(self, path: str) -> None:
+        pass  # the page cache is volatile enough: the boot id guards its content
+
+    def watch(self, path: str, closes: tuple[str, ...] = ()) -> Watch:
+        if _inotify is None:
+            return _PollWatch()
+        # Closing an inotify descriptor waits for the kernel (milliseconds): each thread
+        # keeps the one its last watch used, and the next watch of that thread reuses it.
+        watch = self._watches.pop(threading.get_ident(), None)
+        if watch is None:
+            return _InotifyWatch(path, closes, self._watches)
+        try:
+            watch.reuse(path, closes)
+        except BaseException:
+            watch.discard()
+            raise
+        return watch
 
     def lock_key(self, path: str) -> Hashable:
         st = os.stat(path)
@@ -365,8 +482,150 @@ class OsFileSystem:
     def close(self) -> None:
         """Close every cached descriptor."""
         fds, self._fds = self._fds, {}
-        for fd in fds.values():
+        probes, self._probes = self._probes, {}
+        watches, self._watches = self._watches, {}
+        for fd in (*fds.values(), *probes.values()):
             os.close(fd)
+        for watch in watches.values():
+            watch.discard()
+
+
+def _read_boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+            return file.read().strip() or None
+    except OSError:
+        return None
+
+
+_BOOT_ID = _read_boot_id()
+
+_IN_MODIFY = 0x00000002
+_IN_CLOSE_WRITE = 0x00000008  # a process that had the file open for writing closed it
+
+
+def _load_inotify() -> tuple[Callable[[int], int], Callable[[int, bytes, int], int]] | None:
+    """Linux's ``inotify_init1`` and ``inotify_add_watch`` from the C library."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        init = libc.inotify_init1
+        add = libc.inotify_add_watch
+    except (OSError, AttributeError):
+        return None
+    init.argtypes = (ctypes.c_int,)
+    init.restype = ctypes.c_int
+    add.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
+    add.restype = ctypes.c_int
+    return (
+        cast("Callable[[int], int]", init),
+        cast("Callable[[int, bytes, int], int]", add),
+    )
+
+
+_inotify = _load_inotify()
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+class _InotifyWatch:
+    """A watch through inotify: ``wait`` sleeps in ``select`` on the inotify descriptor and
+    on a pipe that ``wake`` writes to. No polling: the kernel wakes it on the first write.
+    ``close`` hands it back to the pool it came from, for the next watch of its thread."""
+
+    def __init__(
+        self, path: str, closes: tuple[str, ...], pool: dict[int, _InotifyWatch]
+    ) -> None:
+        assert _inotify is not None
+        init, _ = _inotify
+        self._pool = pool
+        self._fd = init(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self._fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), path)
+        self._wake_r, self._wake_w = -1, -1
+        try:
+            self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._add(path, closes)
+        except BaseException:
+            self.discard()
+            raise
+
+    def _add(self, path: str, closes: tuple[str, ...]) -> None:
+        assert _inotify is not None
+        _, add = _inotify
+        if add(self._fd, os.fsencode(path), _IN_MODIFY) < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), path)
+        for other in closes:
+            # A lock holder that ends closes its descriptor (opened for writing). A file
+            # gone already needs no watch: its holder is gone too.
+            if add(self._fd, os.fsencode(other), _IN_CLOSE_WRITE) < 0:
+                err = ctypes.get_errno()
+                if err != errno.ENOENT:
+                    raise OSError(err, os.strerror(err), other)
+
+    def reuse(self, path: str, closes: tuple[str, ...]) -> None:
+        """Watch ``path`` and ``closes`` from now on (what came before is dropped; files
+        watched before stay watched, which may only wake a wait early)."""
+        _drain(self._fd)
+        _drain(self._wake_r)
+        self._add(path, closes)
+
+    def wait(self, timeout: float | None) -> bool:
+        if self._fd < 0:
+            return True
+        ready, _, _ = select.select([self._fd, self._wake_r], [], [], timeout)
+        for fd in ready:
+            _drain(fd)
+        return bool(ready)
+
+    def wake(self) -> None:
+        if self._wake_w >= 0:
+            with contextlib.suppress(OSError):  # full (a wake is pending anyway) or closed
+                os.write(self._wake_w, b"w")
+
+    def close(self) -> None:
+        if self._fd >= 0 and self._pool.setdefault(threading.get_ident(), self) is self:
+            return  # kept for this thread's next watch
+        self.discard()
+
+    def discard(self) -> None:
+        """Close the descriptors for good."""
+        fds = (self._fd, self._wake_r, self._wake_w)
+        self._fd = self._wake_r = self._wake_w = -1
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+
+
+class _PollWatch:
+    """Where there is no inotify: ``wait`` sleeps in short steps (a few milliseconds), as
+    the only way to see another process's write without it."""
+
+    _STEP = 0.005
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def wait(self, timeout: float | None) -> bool:
+        step = self._STEP if timeout is None else min(self._STEP, timeout)
+        woken = self._event.wait(step)
+        self._event.clear()
+        return woken or timeout is None or timeout > step
+
+    def wake(self) -> None:
+        self._event.set()
+
+    def close(self) -> None:
+        self._event.set()
 
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
