@@ -13,6 +13,7 @@ from pqueue.core.errors import CorruptQueueError as CorruptQueueError
 from pqueue.core.errors import DiskFullError as DiskFullError
 from pqueue.core.errors import Empty as Empty
 from pqueue.core.errors import Full as Full
+from pqueue.core.errors import LeaseExpiredError as LeaseExpiredError
 from pqueue.core.errors import LegacyFormatError as LegacyFormatError
 from pqueue.core.errors import PQueueError as PQueueError
 from pqueue.core.errors import QueueBrokenError as QueueBrokenError
@@ -21,6 +22,7 @@ from pqueue.core.errors import QueueForkedError as QueueForkedError
 from pqueue.core.errors import QueueLocked as QueueLocked
 from pqueue.core.errors import QueueSupersededError as QueueSupersededError
 from pqueue.core.errors import SerializerMismatchError as SerializerMismatchError
+from pqueue.core.errors import SharedStateError as SharedStateError
 from pqueue.core.errors import ShutDown as ShutDown
 from pqueue.core.errors import UnsupportedFormatError as UnsupportedFormatError
 from pqueue.queue import Delivery as Delivery
@@ -34,6 +36,7 @@ __all__ = [
     "DiskFullError",
     "Empty",
     "Full",
+    "LeaseExpiredError",
     "LegacyFormatError",
     "PQueueError",
     "Queue",
@@ -43,6 +46,7 @@ __all__ = [
     "QueueLocked",
     "QueueSupersededError",
     "SerializerMismatchError",
+    "SharedStateError",
     "ShutDown",
     "UnsupportedFormatError",
 ]

@@ -15,6 +15,7 @@ changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -31,15 +32,18 @@ from pqueue.core import transitions
 from pqueue.core.errors import (
     Empty,
     Full,
+    LeaseExpiredError,
     PQueueError,
     QueueBrokenError,
     QueueLocked,
+    SharedStateError,
     ShutDown,
 )
 from pqueue.core.state import Config, Durability, Policy, QueueState, default_policy
 from pqueue.core.transitions import Command, Phase
-from pqueue.io.fs import FileSystem, Lock, OsFileSystem
-from pqueue.io.shell import Shell, check_regular, observe
+from pqueue.io.fs import FileSystem, Lock, OsFileSystem, Watch
+from pqueue.io.shared import PEER_PREFIX, SharedShell, join, peer_path
+from pqueue.io.shell import check_regular, observe
 from pqueue.serializers import resolve
 
 __all__ = ["Delivery", "Queue"]
@@ -98,30 +102,52 @@ def _new_salt(fs: FileSystem, directory: str) -> int:
 
 
 class Delivery(Generic[T]):
-    """One delivered item, acknowledged explicitly with ``ack()``.
+    """One delivered item, acknowledged explicitly with ``ack()`` (or given back with
+    ``nack()``).
 
     Got from ``Queue.get_delivery()``. Until ``ack()`` returns, the item counts as unfinished
-    and is delivered again after a crash or reopen. As a context manager it acknowledges
-    when the block ends without an exception.
+    and is delivered again if its consumer dies, closes, gives it back, or lets its lease
+    run out. As a context manager it acknowledges when the block ends without an exception
+    (and gives the item back at once when it ends with one).
     """
 
-    __slots__ = ("_acked", "_queue", "item", "seq")
+    __slots__ = ("_done", "_queue", "attempt", "item", "seq")
 
-    def __init__(self, queue: Queue[T], seq: int, item: T) -> None:
+    def __init__(self, queue: Queue[T], seq: int, item: T, attempt: int) -> None:
         self._queue = queue
         self.seq = seq
         self.item = item
-        self._acked = False
+        self.attempt = attempt  # 1 for the first delivery of the item
+        self._done = ""  # "acked" or "nacked" once settled
 
     @property
     def acked(self) -> bool:
         """Whether ``ack()`` has returned."""
-        return self._acked
+        return self._done == "acked"
 
     def ack(self) -> None:
-        """Acknowledge this item (durably, in ``fsync`` mode). Raises ``ValueError`` if it
-        was acknowledged already."""
-        self._queue._ack_delivery(self)
+        """Acknowledge this item (durably, in ``fsync`` mode): it is never delivered again.
+
+        Raises ``ValueError`` if it was acknowledged or given back already, and
+        ``LeaseExpiredError`` (acknowledging nothing) if its lease ran out and it was given
+        back to be delivered again."""
+        self._queue._settle(self, None)
+
+    def nack(self, delay: float = 0.0) -> None:
+        """Give the item back: it is delivered again (to any consumer, before the items
+        put after it) at once, or once ``delay`` seconds have passed. Items behind it are
+        delivered meanwhile. Raises as ``ack``."""
+        if not delay >= 0.0:
+            raise ValueError(f"delay must be a non-negative number of seconds, got {delay!r}")
+        self._queue._settle(self, delay)
+
+    def extend(self, seconds: float) -> None:
+        """Renew the lease: the item stays this consumer's for ``seconds`` from now.
+        Raises ``LeaseExpiredError`` if the lease ran out already and the item was given
+        back."""
+        if not seconds > 0.0:
+            raise ValueError(f"seconds must be a positive number, got {seconds!r}")
+        self._queue._extend(self, seconds)
 
     def __enter__(self) -> Delivery[T]:
         return self
@@ -132,12 +158,25 @@ class Delivery(Generic[T]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None and not self._acked:
+        if self._done:
+            return
+        if exc_type is None:
             self.ack()
+        elif issubclass(exc_type, Exception):
+            with contextlib.suppress(PQueueError):
+                self.nack()
 
     def __repr__(self) -> str:
-        state = "acked" if self._acked else "outstanding"
-        return f"<pqueue.Delivery seq={self.seq} {state} item={self.item!r}>"
+        state = self._done or "outstanding"
+        return (
+            f"<pqueue.Delivery seq={self.seq} attempt={self.attempt} {state} "
+            f"item={self.item!r}>"
+        )
+
+
+def _settled(delivery: Delivery[Any]) -> str:
+    done = {"nacked": "given back (nack)", "lost": "lost with its lease"}
+    return f"{delivery!r} was {done.get(delivery._done, 'acknowledged')} already"
 
 
 class Queue(Generic[T]):
@@ -153,6 +192,12 @@ class Queue(Generic[T]):
     being killed, and a power loss may lose the latest puts and acknowledgements).
     ``serializer``: ``pickle`` (default), ``json``, ``pqueue.serializers.BYTES`` or any object
     with ``dumps``/``loads``; recorded in the queue, which refuses another one later.
+    ``exclusive``: False (default): any number of Queue objects, in any number of processes,
+    share the directory; True: this object owns it alone (others get ``QueueLocked``), and
+    skips the per-operation lock and shared state.
+    ``lease_timeout``: seconds an item may stay delivered without acknowledgement before it
+    is given back to be delivered again (None: no limit; a consumer that dies or closes
+    gives its items back at once anyway).
     ``fs``: the ``FileSystem`` to use (default: the real one); the crash harness passes a
     simulated disk.
     ``policy``: when to checkpoint and how to lay out files (``pqueue.core.state.Policy``);
@@ -169,6 +214,8 @@ class Queue(Generic[T]):
         *,
         durability: Durability = "fsync",
         serializer: object | None = None,
+        exclusive: bool = False,
+        lease_timeout: float | None = None,
         fs: FileSystem | None = None,
         policy: Policy | None = None,
     ) -> None:
@@ -176,6 +223,13 @@ class Queue(Generic[T]):
         _check_size("chunksize", chunksize, 1)
         if durability not in ("fsync", "flush"):
             raise ValueError(f"durability must be 'fsync' or 'flush', got {durability!r}")
+        if lease_timeout is not None and not (
+            isinstance(lease_timeout, (int, float)) and lease_timeout > 0
+        ):
+            raise ValueError(
+                f"lease_timeout must be a positive number of seconds or None, got "
+                f"{lease_timeout!r}"
+            )
         directory = _directory(path)
         codec = resolve(serializer)
         self._dumps = codec.dumps
@@ -188,9 +242,13 @@ class Queue(Generic[T]):
         self.path = directory
         self.durability: Durability = durability
         self.serializer = codec.name
+        self.exclusive = bool(exclusive)
+        self.lease_timeout = lease_timeout
+        self._lease = float(lease_timeout or 0.0)
         self._init_locks()
         self._phase = Phase.CLOSED  # OPEN once it is open: nothing may supersede it before
         self._broken_by: BaseException | None = None
+        self._dropped = False  # shut down with immediate=True: no item is delivered
         self._deliveries: dict[int, deque[int]] = {}
         self._prune_at = _PRUNE_AT  # size of _deliveries at which empty entries are dropped
         self._handles: set[int] = set()
@@ -198,31 +256,46 @@ class Queue(Generic[T]):
         self._getters = 0
         self._putters = 0
         self._joiners = 0
+        self._watches: set[Watch] = set()  # of threads waiting on other participants
         self._reclaimer: threading.Timer | None = None
+        self._lock: Lock | None = None
+        self._key: Hashable = None
 
         try:
-            recovered = self._open(directory, tempdir, chunksize, durability, codec.name, policy)
+            if self.exclusive:
+                recovered = self._open(
+                    directory, tempdir, chunksize, durability, codec.name, policy
+                )
+            else:
+                config = self._config(directory, tempdir, chunksize, durability, codec.name,
+                                      policy)
+                self._shell = join(self._fs, config, _new_id(self._fs))
         except OSError as exc:
             if isinstance(exc, (PermissionError, NotADirectoryError)):
                 raise  # bad input, named: the path or a file in it cannot be made or used
             raise self._open_failed(exc) from exc
-        try:
+        if self.exclusive:
             try:
-                self._shell = Shell.start(self._fs, recovered)
-            except OSError as exc:
-                raise self._open_failed(exc) from exc
-        except BaseException:
-            self._release_files(None)
-            self._unregister()
-            raise
+                try:
+                    self._forget_participants(directory)
+                    shell = SharedShell.start(self._fs, recovered)
+                except OSError as exc:
+                    raise self._open_failed(exc) from exc
+            except BaseException:
+                self._release_files(None)
+                self._unregister()
+                raise
+            assert isinstance(shell, SharedShell)
+            self._shell = shell
         owned = self._fs if owns_fs and isinstance(self._fs, OsFileSystem) else None
-        weakref.finalize(self, _finalize, owned, self._lock)
+        locks = (self._lock,) if self.exclusive else (self._shell.peer, self._shell.member)
+        weakref.finalize(self, _finalize, owned, *locks)
         _instances.add(self)
         self._phase = Phase.OPEN
 
     # --- opening ----------------------------------------------------------------------------
 
-    def _open(
+    def _config(
         self,
         directory: str,
         tempdir: str | os.PathLike[str] | None,
@@ -230,8 +303,7 @@ class Queue(Generic[T]):
         durability: Durability,
         serializer: str,
         policy: Policy | None,
-    ) -> transitions.Recovered:
-        """Make the directory, take its lock and decide how to open it (reads only)."""
+    ) -> Config:
         self._prepare_directory(directory)
         config = Config(
             directory=directory,
@@ -243,6 +315,20 @@ class Queue(Generic[T]):
             salt=_new_salt(self._fs, directory),
         )
         self._reclaim_after = config.policy.reclaim_after
+        return config
+
+    def _open(
+        self,
+        directory: str,
+        tempdir: str | os.PathLike[str] | None,
+        chunksize: int,
+        durability: Durability,
+        serializer: str,
+        policy: Policy | None,
+    ) -> transitions.Recovered:
+        """Make the directory, take its lock alone and decide how to open it (reads only,
+        but for the shared state of participants before it, which this one makes stale)."""
+        config = self._config(directory, tempdir, chunksize, durability, serializer, policy)
         self._key = self._fs.lock_key(directory)
         lock_path = f"{directory}/lock"
         check_regular(self._fs, lock_path)
@@ -256,7 +342,7 @@ class Queue(Generic[T]):
                 with previous.mutex:
                     recovered = observe(self._fs, config)
                     previous._supersede_locked()
-                    self._lock: Lock = self._take_lock(lock_path)
+                    self._lock = self._take_lock(lock_path)
             else:
                 self._lock = self._take_lock(lock_path)
                 try:
@@ -266,6 +352,16 @@ class Queue(Generic[T]):
                     raise
             _owners[self._key] = weakref.ref(self)
         return recovered
+
+    def _forget_participants(self, directory: str) -> None:
+        """An exclusive owner changes the queue without the shared state: remove it (and
+        the files of the participants before, all gone), so that a shared open later
+        recovers from the durable files."""
+        fs = self._fs
+        for name in fs.listdir(directory):
+            if name == "shared" or name.startswith(PEER_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    fs.unlink(f"{directory}/{name}")
 
     def _init_locks(self) -> None:
         self.mutex = threading.Lock()
@@ -338,9 +434,14 @@ class Queue(Generic[T]):
             raise exc from self._broken_by
 
     def _break(self, cause: BaseException) -> None:
-        """Move to the broken phase for ``cause`` (under the mutex), waking every waiter."""
+        """Move to the broken phase for ``cause`` (under the mutex), waking every waiter.
+        A shared participant also lets the others see it gone, so that they take back the
+        items it holds."""
         self._phase = transitions.advance(self._phase, Command.FAIL, self.path)
         self._broken_by = cause
+        shell = getattr(self, "_shell", None)
+        if shell is not None and shell.shared:
+            shell.abandon()
         self._wake_all()
 
     def _fail(self, exc: OSError) -> NoReturn:
@@ -356,9 +457,42 @@ class Queue(Generic[T]):
         refusal raised on purpose before anything changed, and is raised as it is."""
         if isinstance(exc, OSError):
             self._fail(exc)
-        if not isinstance(exc, _CLEAN) or self._shell.dirty:
+        if not isinstance(exc, _CLEAN) or self._shell.dirty or isinstance(
+            exc, SharedStateError
+        ):
             self._break(exc)
         raise exc
+
+    def _begin(self) -> None:
+        """Start an operation on the shell (under the mutex): for a shared queue, lock the
+        shared state and catch up with the other participants. Callers call it inside the
+        ``try`` whose ``finally`` calls ``leave()``, so that no exception landing in between
+        can leave the lock held."""
+        shell = self._shell
+        if shell.shared:
+            try:
+                shell.enter()
+            except BaseException as exc:
+                # Catching up changes nothing on disk (but for a checkpoint it makes again
+                # for a participant that died in one): any other exception leaves it as it was.
+                if isinstance(exc, OSError):
+                    self._fail(exc)
+                if shell.dirty or isinstance(exc, SharedStateError):
+                    self._break(exc)
+                raise
+
+    def _leave(self) -> None:
+        """End an operation on the shell (see ``_begin``). Writing the shared state back can
+        fail like any write: the queue is then broken (the others never saw the operation,
+        and this object must not go on as if they had)."""
+        try:
+            self._shell.leave()
+        except OSError as exc:
+            if self._phase in _LIVE:
+                self._fail(exc)
+            raise
+        # Any other exception is a signal's, held back during the operation and handled
+        # as the lock was let go: the operation is over, whole.
 
     # --- queue.Queue ------------------------------------------------------------------------
 
@@ -376,21 +510,34 @@ class Queue(Generic[T]):
 
     @property
     def unfinished_tasks(self) -> int:
-        """Items not yet acknowledged (``join`` waits for them)."""
+        """Items not yet acknowledged, by any participant (``join`` waits for them)."""
         with self.mutex:
             self._enter(Command.INSPECT)
-            return self._shell.state.unfinished
+            return self._unfinished()
 
     @property
     def is_shutdown(self) -> bool:
         """Whether ``shutdown()`` was called."""
         return self._phase is Phase.SHUTDOWN
 
+    def _inspect(self) -> QueueState:
+        """The state, caught up with the other participants (under the mutex)."""
+        shell = self._shell
+        try:
+            self._begin()
+            if shell.shared or shell.holds:
+                shell.reap(monotonic())
+        finally:
+            self._leave()
+        return shell.state
+
     def qsize(self) -> int:
-        """The number of items waiting to be got."""
+        """The number of items waiting to be got (put by any participant)."""
         with self.mutex:
             self._enter(Command.INSPECT)
-            return self._shell.state.size
+            if self._dropped:
+                return 0
+            return self._inspect().size
 
     def empty(self) -> bool:
         """Whether no item is waiting to be got."""
@@ -415,37 +562,66 @@ class Queue(Generic[T]):
             if self._phase is not _OPEN:
                 self._enter(Command.PUT)
             shell = self._shell
-            if self._maxsize > 0:
-                if not block:
-                    if shell.state.size >= self._maxsize:
-                        raise Full
-                else:
-                    if timeout is not None and timeout < 0:
-                        raise ValueError("'timeout' must be a non-negative number")
-                    if shell.state.size >= self._maxsize:
-                        self._wait_for_room(timeout)
             try:
-                shell.put(payload)
-                if self._getters:
-                    self.not_empty.notify()
-            except BaseException as exc:
-                self._step_failed(exc)
+                self._begin()
+                if self._maxsize > 0:
+                    if not block:
+                        if shell.state.size >= self._maxsize:
+                            raise Full
+                    else:
+                        if timeout is not None and timeout < 0:
+                            raise ValueError("'timeout' must be a non-negative number")
+                        if shell.state.size >= self._maxsize:
+                            self._wait_for_room(timeout)
+                try:
+                    shell.put(payload)
+                    if self._getters:
+                        self.not_empty.notify()
+                except BaseException as exc:
+                    self._step_failed(exc)
+            finally:
+                self._leave()
 
     def _wait_for_room(self, timeout: float | None) -> None:
         endtime = None if timeout is None else monotonic() + timeout
         self._putters += 1
         try:
             while self._shell.state.size >= self._maxsize > 0:
-                if endtime is None:
-                    self.not_full.wait()
-                else:
-                    remaining = endtime - monotonic()
-                    if remaining <= 0.0:
-                        raise Full
-                    self.not_full.wait(remaining)
+                self._wait(self.not_full, endtime, Full)
                 self._enter(Command.PUT)
         finally:
             self._putters -= 1
+
+    def _wait(
+        self, condition: threading.Condition, endtime: float | None, timeout_error: type
+    ) -> None:
+        """Wait (under the mutex) for a change: another thread's, or for a shared queue,
+        another participant's, the end of a lease or a delay; raise ``timeout_error`` at
+        ``endtime``. Returns with the mutex held (and a shared shell entered again)."""
+        shell = self._shell
+        wake_at = shell.next_deadline()
+        if endtime is not None:
+            if endtime - monotonic() <= 0.0:
+                raise timeout_error
+            wake_at = endtime if wake_at is None else min(wake_at, endtime)
+        remaining = None if wake_at is None else max(0.0, wake_at - monotonic())
+        if not shell.shared:
+            condition.wait(remaining)
+            return
+        watch = shell.watch()  # made before letting go: no change after this is missed
+        self._watches.add(watch)
+        try:
+            self._leave()
+            self.mutex.release()
+            try:
+                watch.wait(remaining)
+            finally:
+                self.mutex.acquire()
+        finally:
+            self._watches.discard(watch)
+            watch.close()
+        if self._phase in _LIVE:  # else the caller's check of the phase raises
+            self._begin()
 
     def put_nowait(self, item: T) -> None:
         """``put(item, block=False)``."""
@@ -455,26 +631,11 @@ class Queue(Generic[T]):
         """Remove and return the next item, blocking as ``queue.Queue.get``.
 
         The item counts as unfinished until ``task_done()`` (by this thread) acknowledges it;
-        until then it is delivered again after a crash or reopen.
+        until then it is delivered again if this participant dies or closes (or its lease
+        runs out).
         """
         with self.mutex:
-            shell = self._shell
-            if not (timeout is None and self._phase is _OPEN and shell.state.size):
-                self._wait_to_take(block, timeout)
-            # An item waits: deliver it and record it as this thread's, in one step.
-            try:
-                seq, payload = shell.take()
-                dq = self._deliveries.get(_get_ident())
-                if dq is None:
-                    self._track(seq)
-                else:
-                    dq.append(seq)
-                if self._putters:
-                    self.not_full.notify()
-            except BaseException as exc:
-                # A CorruptQueueError leaves the state as it was: the damaged item is not
-                # skipped, every get() names it again, and puts and acknowledgements go on.
-                self._step_failed(exc)
+            _seq, payload, _ = self._take(block, timeout, True)
         # If loads() fails, the item stays delivered to this thread: task_done() drops it.
         item: T = self._loads(payload)
         return item
@@ -484,19 +645,14 @@ class Queue(Generic[T]):
         return self.get(block=False)
 
     def get_delivery(self, block: bool = True, timeout: float | None = None) -> Delivery[T]:
-        """Like ``get``, but returns a ``Delivery`` to acknowledge explicitly with ``ack()``.
+        """Like ``get``, but returns a ``Delivery`` to acknowledge explicitly with ``ack()``
+        (or give back with ``nack()``); its ``attempt`` says how many times the item was
+        delivered, this time included.
 
         ``task_done()`` never acknowledges an item got this way.
         """
         with self.mutex:
-            self._wait_to_take(block, timeout)
-            try:
-                seq, payload = self._shell.take()
-                self._handles.add(seq)
-                if self._putters:
-                    self.not_full.notify()
-            except BaseException as exc:
-                self._step_failed(exc)
+            seq, payload, attempt = self._take(block, timeout, False)
         try:
             item: T = self._loads(payload)
         except BaseException:
@@ -505,18 +661,65 @@ class Queue(Generic[T]):
                 self._handles.discard(seq)
                 self._track(seq)
             raise
-        return Delivery(self, seq, item)
+        return Delivery(self, seq, item, attempt)
 
-    def _wait_to_take(self, block: bool, timeout: float | None) -> None:
-        """Check the phase and wait until an item waits to be taken (under the mutex)."""
+    def _take(self, block: bool, timeout: float | None, track: bool) -> tuple[int, bytes, int]:
+        """Deliver the next item to the calling thread (under the mutex), waiting for one as
+        ``get`` says: ``(seq, payload, attempt)``."""
         if self._phase is not _OPEN:
             self._check_get()
         if block and timeout is not None and timeout < 0:
             raise ValueError("'timeout' must be a non-negative number")
-        if not self._shell.state.size:
-            if not block:
-                raise Empty
-            self._wait_for_item(timeout)
+        shell = self._shell
+        try:
+            self._begin()
+            try:
+                now = monotonic()
+                if shell.shared or shell.holds:
+                    shell.reap(now)
+                taken = None if self._dropped else shell.deliver(now, self._lease)
+            except BaseException as exc:
+                # A CorruptQueueError leaves the state as it was: the damaged item is not
+                # skipped, every get() names it again, and puts and acknowledgements go on.
+                self._step_failed(exc)
+            if taken is None:
+                taken = self._wait_for_item(block, timeout)
+            # Record the delivery as this thread's in the same step.
+            seq = taken[0]
+            if track:
+                dq = self._deliveries.get(_get_ident())
+                if dq is None:
+                    self._track(seq)
+                else:
+                    dq.append(seq)
+            else:
+                self._handles.add(seq)
+            if self._putters:
+                self.not_full.notify()
+            return taken
+        finally:
+            self._leave()
+
+    def _wait_for_item(self, block: bool, timeout: float | None) -> tuple[int, bytes, int]:
+        endtime = None if timeout is None else monotonic() + timeout
+        shell = self._shell
+        self._getters += 1
+        try:
+            while True:
+                if not block:
+                    raise Empty
+                self._wait(self.not_empty, endtime, Empty)
+                self._check_get()
+                try:
+                    now = monotonic()
+                    shell.reap(now)
+                    taken = None if self._dropped else shell.deliver(now, self._lease)
+                except BaseException as exc:
+                    self._step_failed(exc)
+                if taken is not None:
+                    return taken
+        finally:
+            self._getters -= 1
 
     def discard_damaged(self) -> int:
         """Discard the damaged item that ``get`` reports with ``CorruptQueueError``, and any
@@ -528,44 +731,35 @@ class Queue(Generic[T]):
         """
         with self.mutex:
             self._enter(Command.GET)
+            shell = self._shell
             try:
-                discarded = self._shell.discard_damaged()
-                if self._putters:
-                    self.not_full.notify_all()
-                if self._joiners and not self._shell.state.unfinished:
-                    self.all_tasks_done.notify_all()
-            except BaseException as exc:
-                self._step_failed(exc)
-            return discarded
-
-    def _wait_for_item(self, timeout: float | None) -> None:
-        endtime = None if timeout is None else monotonic() + timeout
-        self._getters += 1
-        try:
-            while not self._shell.state.size:
-                if endtime is None:
-                    self.not_empty.wait()
-                else:
-                    remaining = endtime - monotonic()
-                    if remaining <= 0.0:
-                        raise Empty
-                    self.not_empty.wait(remaining)
-                self._check_get()
-        finally:
-            self._getters -= 1
+                self._begin()
+                try:
+                    discarded = shell.discard_damaged()
+                    if self._putters:
+                        self.not_full.notify_all()
+                    if self._joiners and not shell.state.unfinished:
+                        self.all_tasks_done.notify_all()
+                except BaseException as exc:
+                    self._step_failed(exc)
+                return discarded
+            finally:
+                self._leave()
 
     def _check_get(self) -> None:
         self._enter(Command.GET)
-        if self._phase is Phase.SHUTDOWN and not self._shell.state.size:
+        if self._phase is Phase.SHUTDOWN and (self._dropped or not self._shell.state.size):
             raise ShutDown(f"the queue at {self.path!r} was shut down and is empty")
 
     def task_done(self) -> None:
         """Acknowledge the oldest item this thread got and has not acknowledged (or, if it has
-        none, the oldest such item of any thread). In ``fsync`` mode the acknowledgement is
-        durable on return: the item is never delivered again.
+        none, the oldest such item of any thread of this Queue object). In ``fsync`` mode
+        the acknowledgement is durable on return: the item is never delivered again.
 
-        Raises ``ValueError`` when no delivered item waits for acknowledgement. (Unlike
-        ``queue.Queue``, an item must be got before it can be acknowledged.)
+        Raises ``ValueError`` when no delivered item waits for acknowledgement (unlike
+        ``queue.Queue``, an item must be got before it can be acknowledged), and
+        ``LeaseExpiredError`` when the item's lease ran out and it was given back (the item
+        is then no longer this thread's: the next ``task_done`` acknowledges the next one).
         """
         with self.mutex:
             if self._phase is not _OPEN:
@@ -574,10 +768,17 @@ class Queue(Generic[T]):
             if not dq:
                 dq = self._oldest_deliveries()
             try:
-                self._acknowledge(dq[0])
-                dq.popleft()
-            except BaseException as exc:
-                self._step_failed(exc)
+                self._begin()
+                try:
+                    self._acknowledge(dq[0])
+                    dq.popleft()
+                except LeaseExpiredError:
+                    dq.popleft()
+                    raise
+                except BaseException as exc:
+                    self._step_failed(exc)
+            finally:
+                self._leave()
 
     def _track(self, seq: int) -> None:
         """Track delivery ``seq`` as the calling thread's (under the mutex). Entries left
@@ -609,21 +810,54 @@ class Queue(Generic[T]):
             )
         return oldest
 
-    def _ack_delivery(self, delivery: Delivery[T]) -> None:
+    def _settle(self, delivery: Delivery[T], delay: float | None) -> None:
+        """Acknowledge ``delivery`` (``delay`` None) or give it back after ``delay``."""
         with self.mutex:
             if self._phase is not _OPEN:
                 self._enter(Command.ACK)
-            if delivery._acked or delivery.seq not in self._handles:
-                raise ValueError(f"{delivery!r} was acknowledged already")
+            if delivery._done or delivery.seq not in self._handles:
+                raise ValueError(_settled(delivery))
+            shell = self._shell
             try:
-                self._acknowledge(delivery.seq)
-                self._handles.discard(delivery.seq)
-                delivery._acked = True
-            except BaseException as exc:
-                self._step_failed(exc)
+                self._begin()
+                try:
+                    if delay is None:
+                        self._acknowledge(delivery.seq)
+                    else:
+                        shell.give_back(delivery.seq, monotonic() + delay if delay else 0.0)
+                        if self._getters:
+                            self.not_empty.notify()
+                    self._handles.discard(delivery.seq)
+                    delivery._done = "acked" if delay is None else "nacked"
+                except LeaseExpiredError:
+                    self._handles.discard(delivery.seq)
+                    delivery._done = "lost"
+                    raise
+                except BaseException as exc:
+                    self._step_failed(exc)
+            finally:
+                self._leave()
+
+    def _extend(self, delivery: Delivery[T], seconds: float) -> None:
+        with self.mutex:
+            if self._phase is not _OPEN:
+                self._enter(Command.ACK)
+            if delivery._done or delivery.seq not in self._handles:
+                raise ValueError(_settled(delivery))
+            shell = self._shell
+            try:
+                self._begin()
+                try:
+                    shell.extend(delivery.seq, monotonic() + seconds)
+                except BaseException as exc:
+                    self._step_failed(exc)
+            finally:
+                self._leave()
 
     def _acknowledge(self, seq: int) -> None:
-        state = self._shell.ack(seq)
+        shell = self._shell
+        shell.settle(seq)
+        state = shell.state
         if state.tail == state.head:
             if self._joiners:
                 self.all_tasks_done.notify_all()
@@ -651,42 +885,59 @@ class Queue(Generic[T]):
             if self._phase not in _LIVE:
                 return
             try:
-                self._shell.reclaim()
+                shell = self._shell
+                try:
+                    self._begin()
+                    shell.reclaim()
+                finally:
+                    self._leave()
             except BaseException as exc:  # the caller is a timer thread: nobody to raise to
-                self._break(exc)
+                if self._phase in _LIVE:
+                    self._break(exc)
 
     def join(self) -> None:
-        """Block until every item put (including those from before a reopen) is
-        acknowledged."""
+        """Block until every item put (by any participant, including those from before a
+        reopen) is acknowledged."""
         with self.mutex:
             self._enter(Command.INSPECT)
             self._joiners += 1
             try:
-                while self._shell.state.unfinished:
-                    self.all_tasks_done.wait()
+                while self._unfinished():
+                    self._wait(self.all_tasks_done, None, RuntimeError)
                     self._enter(Command.INSPECT)
             finally:
                 self._joiners -= 1
+                self._leave()
+
+    def _unfinished(self) -> int:
+        if self._dropped:
+            return self._shell.state.outstanding
+        return self._inspect().unfinished
 
     def shutdown(self, immediate: bool = False) -> None:
-        """Shut the queue down, as ``queue.Queue.shutdown`` (Python 3.13).
+        """Shut this Queue object down, as ``queue.Queue.shutdown`` (Python 3.13).
 
         Later ``put`` calls raise ``ShutDown``; ``get`` drains what is left, then raises
-        ``ShutDown``. With ``immediate=True`` the waiting items are dropped from this
-        session at once (``get`` raises ``ShutDown``, ``join`` waits only for items already
-        delivered): they stay on disk, unacknowledged, and come back after the next open.
+        ``ShutDown``. With ``immediate=True`` no item is delivered any more (``get`` raises
+        ``ShutDown``, ``join`` waits only for items already delivered): they stay on disk,
+        for other participants and the next open. Other Queue objects on the directory go
+        on as they were.
         """
         with self.mutex:
             self._enter(Command.SHUTDOWN)
-            self._shell.state = transitions.shutdown(self._shell.state, immediate)
+            if immediate:
+                self._dropped = True
+                if not self._shell.shared:
+                    self._shell.state = transitions.shutdown(self._shell.state, immediate)
             self._wake_all()  # each waiter re-checks: getters of an empty queue raise ShutDown
 
     # --- life ---------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Checkpoint and release the directory. Later calls raise ``QueueClosedError``.
+        """Checkpoint and let go of the directory. Later calls raise ``QueueClosedError``.
 
-        Idempotent. Items delivered and not acknowledged are delivered again after a reopen.
+        Idempotent. Items this object got and did not acknowledge are delivered again: at
+        once to the other participants of a shared queue, after a reopen otherwise.
         """
         with self.mutex:
             if self._phase in (Phase.CLOSED, Phase.SUPERSEDED, Phase.FORKED):
@@ -694,16 +945,26 @@ class Queue(Generic[T]):
             was_broken = self._phase is Phase.BROKEN
             self._phase = transitions.advance(self._phase, Command.CLOSE, self.path)
             self._cancel_reclaim()
+            shell = self._shell
             try:
-                if not was_broken and not self._shell.dirty:
+                if not was_broken and not shell.dirty:
                     try:
-                        self._shell.run(transitions.close(self._shell.state))
+                        if shell.shared:
+                            shell.enter()
+                        try:
+                            shell.release_owner(shell.me)
+                            shell.run(transitions.close(shell.state))
+                            if shell.shared:
+                                with contextlib.suppress(FileNotFoundError):
+                                    self._fs.unlink(peer_path(self.path, shell.me))
+                        finally:
+                            self._leave()
                     except OSError as exc:
                         raise QueueBrokenError(
                             f"IO error while closing the queue at {self.path!r}: {exc}"
                         ) from exc
             finally:
-                self._release_files(self._shell.state)
+                self._release_files(shell.state)
                 self._wake_all()
         self._unregister()
 
@@ -723,6 +984,7 @@ class Queue(Generic[T]):
         have been held by a thread that does not exist here)."""
         self._init_locks()
         self._reclaimer = None
+        self._watches = set()
         self._phase = transitions.advance(self._phase, Command.FORK, self.path)
 
     def _cancel_reclaim(self) -> None:
@@ -735,6 +997,8 @@ class Queue(Generic[T]):
         self.not_empty.notify_all()
         self.not_full.notify_all()
         self.all_tasks_done.notify_all()
+        for watch in self._watches:
+            watch.wake()
 
     def _release_files(self, state: QueueState | None) -> None:
         fs = self._fs
@@ -746,9 +1010,15 @@ class Queue(Generic[T]):
             if self._owns_fs and isinstance(fs, OsFileSystem):
                 fs.close()
         finally:
-            self._lock.release()
+            if self._lock is not None:
+                self._lock.release()
+            shell = getattr(self, "_shell", None)
+            if shell is not None:
+                shell.part()
 
     def _unregister(self) -> None:
+        if not self.exclusive:
+            return
         with _owners_lock:
             ref = _owners.get(self._key)
             if ref is not None and ref() in (self, None):
@@ -769,9 +1039,10 @@ class Queue(Generic[T]):
         state = getattr(getattr(self, "_shell", None), "state", None)
         size = state.size if state is not None else "?"
         unfinished = state.unfinished if state is not None else "?"
+        mode = " exclusive" if self.exclusive else ""
         return (
             f"<pqueue.Queue path={self.path!r} size={size} unfinished={unfinished} "
-            f"durability={self.durability!r} {self._phase.value}>"
+            f"durability={self.durability!r}{mode} {self._phase.value}>"
         )
 
 
@@ -781,13 +1052,25 @@ def _reclaim(ref: weakref.ref[Queue[Any]]) -> None:
         queue._reclaim()
 
 
-def _finalize(fs: OsFileSystem | None, lock: Lock) -> None:
-    """Let go of the directory when a Queue is garbage collected without close()."""
+def _finalize(fs: OsFileSystem | None, *locks: Lock | None) -> None:
+    """Let go of the directory when a Queue is garbage collected without close(): the
+    other participants then see it gone, and take back what it held."""
     try:
         if fs is not None:
             fs.close()
     finally:
-        lock.release()
+        for lock in locks:
+            if lock is not None:
+                lock.release()
+
+
+def _new_id(fs: FileSystem) -> int | None:
+    """A participant id: random on the real disk (unique across processes and boots);
+    None on any other file system, where ``join`` numbers participants by the shared
+    state's version, so that harness runs are reproducible."""
+    if isinstance(fs, OsFileSystem):
+        return int.from_bytes(os.urandom(8), "little") >> 1 | 1
+    return None
 
 
 def _after_fork_in_child() -> None:

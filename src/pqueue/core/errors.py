@@ -15,6 +15,7 @@ __all__ = [
     "DiskFullError",
     "Empty",
     "Full",
+    "LeaseExpiredError",
     "LegacyFormatError",
     "PQueueError",
     "QueueBrokenError",
@@ -23,6 +24,7 @@ __all__ = [
     "QueueLocked",
     "QueueSupersededError",
     "SerializerMismatchError",
+    "SharedStateError",
     "ShutDown",
     "UnsupportedFormatError",
 ]
@@ -47,8 +49,8 @@ class QueueLocked(PQueueError):  # noqa: N818 - reads as a state, like queue.Emp
 
     def __init__(self, path: str) -> None:
         super().__init__(
-            f"queue directory {path!r} is in use by another process "
-            "(only one live Queue may own a directory)"
+            f"queue directory {path!r} is in use: opened with exclusive=True by another "
+            "Queue (or shared by others while this one asks for it alone)"
         )
         self.path = path
 
@@ -133,3 +135,24 @@ class DiskFullError(PQueueError):
     Nothing was put and the queue is unchanged and open: ``get`` and acknowledgements go on
     (they free space as consumed chunks are deleted), and a later put may succeed.
     """
+
+
+class LeaseExpiredError(PQueueError):
+    """An acknowledgement (or ``nack``, or ``extend``) of a delivery this consumer no longer
+    holds: its lease ran out and the item was given back for another delivery. Nothing was
+    acknowledged; the item is delivered again (or already was)."""
+
+    def __init__(self, path: str, seq: int) -> None:
+        super().__init__(
+            f"item {seq} of the queue at {path!r} is no longer held by this consumer: its "
+            "lease ran out and it was given back to be delivered again; nothing was "
+            "acknowledged"
+        )
+        self.path = path
+        self.seq = seq
+
+
+class SharedStateError(QueueBrokenError):
+    """The ``shared`` file of a queue that other participants hold open cannot be read
+    (damaged, or written by another version). Close every Queue on the directory and open
+    it again: the first one recovers from the durable files."""

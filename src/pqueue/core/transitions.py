@@ -89,6 +89,8 @@ __all__ = [
     "close",
     "deliver",
     "discard",
+    "give_back",
+    "lend_again",
     "put",
     "reclaimable",
     "recover",
@@ -379,6 +381,23 @@ def ack(state: QueueState, seq: int) -> Step:
     if config.sync:
         return new, (record, Fsync(path))
     return new, (record,)
+
+
+def give_back(state: QueueState, count: int) -> QueueState:
+    """``count`` delivered items wait to be delivered again (their consumer died, gave them
+    back with ``nack``, or let its lease run out): they count as waiting, not outstanding.
+    Which items they are is the shell's bookkeeping (its holds); their records stay where
+    they are, and the read position does not move back."""
+    if not 0 <= count <= state.outstanding:
+        raise ValueError(f"cannot give back {count} of {state.outstanding} outstanding items")
+    return state._replace(size=state.size + count, outstanding=state.outstanding - count)
+
+
+def lend_again(state: QueueState) -> QueueState:
+    """One item that was given back is delivered again (ahead of the read position)."""
+    if state.size < 1:
+        raise ValueError("no item waits to be delivered again")
+    return state._replace(size=state.size - 1, outstanding=state.outstanding + 1)
 
 
 def discard(state: QueueState, seq: int, offset: int) -> Step:

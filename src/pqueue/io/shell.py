@@ -274,6 +274,8 @@ class Shell:
         # The chunk crossings at which a checkpoint was last put off for lack of space: it
         # is tried again after the next crossing (or when the ack log is full).
         self.deferred: int | None = None
+        # The offset in its chunk of the record ``take`` returned last.
+        self.taken_at = 0
 
     @classmethod
     def start(cls, fs: FileSystem, recovered: transitions.Recovered) -> Shell:
@@ -305,8 +307,13 @@ class Shell:
         """Apply a step's effects, then make its state current."""
         state, effects = step
         self.dirty = True
-        apply(self.fs, effects)
+        self._apply(effects)
         self._commit(state)
+
+    def _apply(self, effects: tuple[Effect, ...]) -> None:
+        """Apply the effects of a step that is not a put or an acknowledgement (those apply
+        theirs directly, on the hot path)."""
+        apply(self.fs, effects)
 
     def _commit(self, state: QueueState) -> None:
         """Make ``state`` current once its effects are applied; a checkpoint that moved the
@@ -341,7 +348,7 @@ class Shell:
         state, effects = step
         self.dirty = True
         try:
-            apply(self.fs, effects)
+            self._apply(effects)
         except OSError as exc:
             if not _no_space(exc, kinds, path):
                 raise
@@ -450,9 +457,11 @@ class Shell:
                     if self._pass_acknowledged():
                         continue
                     raise
-            state, delivered = _deliver(self.state, seq, end)
+            old = self.state
+            state, delivered = _deliver(old, seq, end)
             self.state = state
             if delivered:
+                self.taken_at = old.read_offset
                 return seq, payload
 
     def discard_damaged(self) -> int:

@@ -1,0 +1,167 @@
+"""The shared state of a queue that several participants (processes, Queue objects) use.
+
+A shared queue keeps, beside its durable files, one small file ``shared`` that holds the
+queue's current state as the participants see it: the positions, the acknowledgements not
+yet checkpointed, and which participant holds which delivered item. It lives in the page
+cache only (never fsynced): every participant reads it at the start of each operation, under
+an exclusive lock on the same file, and writes it back at the end. A participant that dies
+(``kill -9``) leaves it as the last operation that finished wrote it; a power loss restarts
+the machine, and the boot id recorded in it tells the next participant not to trust it
+(recovery from the durable files then starts afresh, as for a queue of one process).
+
+Layout (little-endian)::
+
+    magic "PQSH" | version u16 | busy u8 | boot length u8 | crc32 u32 | body length u32
+    body: boot id | counter u64 | 12 x i64 (positions, see ``_FIXED``) |
+          acked bound count u32, bounds i64... | hold count u32, holds (seq i64, offset i64,
+          owner u64, attempt u32, deadline f64)... | attempt count u32, (seq i64, u32)...
+
+The CRC covers everything after its own field. ``busy`` is set while a checkpoint is applied:
+a participant that finds it set knows the one before it died in the middle of one.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import NamedTuple
+
+__all__ = [
+    "BUSY_CHECKPOINT",
+    "Hold",
+    "Snapshot",
+    "decode_snapshot",
+    "encode_snapshot",
+]
+
+MAGIC = b"PQSH"
+VERSION = 1
+BUSY_CHECKPOINT = 1
+
+_HEAD = struct.Struct("<4sHBBII")  # magic, version, busy, boot length, crc, body length
+_FIXED = struct.Struct("<Q12q")
+_COUNT = struct.Struct("<I")
+_HOLD = struct.Struct("<qqQId")
+_ATTEMPT = struct.Struct("<qI")
+_MAX_BOOT = 255
+
+
+class Hold(NamedTuple):
+    """A delivered item not yet acknowledged, or one waiting to be delivered again.
+
+    - ``offset``: where its record starts in its chunk file;
+    - ``owner``: the participant that holds it, 0 when it waits to be delivered again (its
+      holder died, gave it back with ``nack``, or its lease ran out);
+    - ``attempt``: how many times it was delivered;
+    - ``deadline``: when held, the end of its lease (0.0: none); when waiting, the time
+      before which it is not to be delivered again (a delayed ``nack``; 0.0: at once). On
+      the machine's monotonic clock, which all processes share.
+    """
+
+    seq: int
+    offset: int
+    owner: int
+    attempt: int
+    deadline: float
+
+
+class Snapshot(NamedTuple):
+    """What the ``shared`` file holds (see the module docstring)."""
+
+    boot: str
+    counter: int
+    busy: int
+    head: int
+    head_offset: int
+    read: int
+    read_offset: int
+    tail: int
+    size: int
+    outstanding: int
+    ack_offset: int
+    alloc: int
+    crossings: int
+    ack_capacity: int
+    generation: int  # the ack generation of the checkpoint in ``info``
+    acked: tuple[int, ...]  # the flat bounds of ``ranges``
+    holds: tuple[Hold, ...]
+    # Deliveries counted before the state was last recovered, of items not delivered since:
+    # (seq, attempts), so that the count goes on when they are delivered again.
+    attempts: tuple[tuple[int, int], ...] = ()
+
+
+def encode_snapshot(snap: Snapshot) -> bytes:
+    """The bytes of ``snap``."""
+    boot = snap.boot.encode("ascii", "replace")[:_MAX_BOOT]
+    acked = snap.acked
+    holds = snap.holds
+    parts = [
+        boot,
+        _FIXED.pack(
+            snap.counter, snap.head, snap.head_offset, snap.read, snap.read_offset, snap.tail,
+            snap.size, snap.outstanding, snap.ack_offset, snap.alloc, snap.crossings,
+            snap.ack_capacity, snap.generation,
+        ),
+        _COUNT.pack(len(acked)),
+        struct.pack(f"<{len(acked)}q", *acked),
+        _COUNT.pack(len(holds)),
+    ]
+    pack = _HOLD.pack
+    parts.extend(pack(*hold) for hold in holds)
+    parts.append(_COUNT.pack(len(snap.attempts)))
+    parts.extend(_ATTEMPT.pack(seq, n) for seq, n in snap.attempts)
+    body = b"".join(parts)
+    crc = zlib.crc32(body, zlib.crc32(bytes((snap.busy, len(boot)))))
+    return _HEAD.pack(MAGIC, VERSION, snap.busy, len(boot), crc, len(body)) + body
+
+
+def snapshot_size(data: bytes) -> int | None:
+    """The whole size of the snapshot whose first bytes are ``data`` (None if they are not
+    the start of one), so that a reader that read too little knows how much to read."""
+    if len(data) < _HEAD.size:
+        return None
+    magic, version, _, _, _, length = _HEAD.unpack_from(data)
+    if magic != MAGIC or version != VERSION:
+        return None
+    return _HEAD.size + int(length)
+
+
+def decode_snapshot(data: bytes) -> Snapshot | None:
+    """The snapshot in ``data``, or None if ``data`` is not a whole, valid one (missing,
+    empty, torn, or written by another version)."""
+    size = snapshot_size(data)
+    if size is None or len(data) < size:
+        return None
+    _, _, busy, boot_length, crc, _length = _HEAD.unpack_from(data)
+    body = data[_HEAD.size : size]
+    if zlib.crc32(body, zlib.crc32(bytes((busy, boot_length)))) != crc:
+        return None
+    try:
+        boot = body[:boot_length].decode("ascii")
+        pos = boot_length
+        fixed = _FIXED.unpack_from(body, pos)
+        pos += _FIXED.size
+        (count,) = _COUNT.unpack_from(body, pos)
+        pos += _COUNT.size
+        acked = struct.unpack_from(f"<{count}q", body, pos)
+        pos += 8 * count
+        (count,) = _COUNT.unpack_from(body, pos)
+        pos += _COUNT.size
+        holds = tuple(Hold(*_HOLD.unpack_from(body, pos + i * _HOLD.size)) for i in range(count))
+        pos += count * _HOLD.size
+        (count,) = _COUNT.unpack_from(body, pos)
+        pos += _COUNT.size
+        attempts = tuple(
+            _ATTEMPT.unpack_from(body, pos + i * _ATTEMPT.size) for i in range(count)
+        )
+        pos += count * _ATTEMPT.size
+    except (struct.error, UnicodeDecodeError):
+        return None
+    if pos != len(body):
+        return None
+    (counter, head, head_offset, read, read_offset, tail, size_, outstanding, ack_offset,
+     alloc, crossings, ack_capacity, generation) = fixed
+    return Snapshot(
+        boot, counter, busy, head, head_offset, read, read_offset, tail, size_, outstanding,
+        ack_offset, alloc, crossings, ack_capacity, generation, acked, holds, attempts,
+    )

@@ -1,0 +1,602 @@
+"""Participants: the shell of a queue that several Queue objects and processes share.
+
+Every Queue object is a *participant*. Its ``SharedShell`` is a ``Shell`` that also keeps the
+*holds*: which delivered item is held by which participant, since when, for how many
+deliveries, and which items were given back to be delivered again. Exclusive queues
+(``Queue(..., exclusive=True)``) keep their holds in memory only. Shared queues (the
+default) keep the whole state, holds included, in the ``shared`` file
+(``pqueue.core.snapshot``), and each operation runs between ``enter`` and ``leave``:
+
+- ``enter`` takes an exclusive lock on ``shared`` (blocking: other participants hold it for
+  one operation at a time), and reads it; when another participant changed it since, the
+  shell adopts what it says (re-reading ``info`` when a checkpoint was made meanwhile).
+- ``leave`` writes the state back (when it changed) and lets the lock go.
+
+Liveness needs no clock: each participant holds an exclusive lock on a file of its own,
+``peer-<id>``, for as long as it is open. A participant that finds it can take that lock
+(``FileSystem.probe``) knows its holder is gone (closed, collected, or its process died), and
+gives back what it held. Every participant also holds a *shared* lock on ``lock``, which a
+Queue opened with ``exclusive=True`` takes exclusively: the two kinds never mix.
+
+A participant that dies between two effects leaves ``shared`` as its last finished
+operation wrote it. The orphaned bytes it may have written past the head of a chunk or of
+the ack log are overwritten by the next put or acknowledgement, as they would be after a
+crash. A checkpoint is the one operation that is not safe to abandon (it starts a new
+generation of the ack log): the shell marks ``shared`` busy before it, and a participant that
+finds it busy makes the checkpoint again from the state recorded there.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import signal
+import struct
+from collections.abc import Iterable
+
+import attrs
+
+from pqueue.core import ranges, transitions
+from pqueue.core.codec import (
+    ACK_RECORD_SIZE,
+    HEADER_SIZE,
+    ITEM_MAGIC,
+    Incomplete,
+    Info,
+    Record,
+    decode,
+    decode_info,
+)
+from pqueue.core.effects import Effect, Replace
+from pqueue.core.errors import (
+    CorruptQueueError,
+    LeaseExpiredError,
+    QueueLocked,
+    SerializerMismatchError,
+    SharedStateError,
+)
+from pqueue.core.snapshot import (
+    BUSY_CHECKPOINT,
+    Hold,
+    Snapshot,
+    decode_snapshot,
+    encode_snapshot,
+    snapshot_size,
+)
+from pqueue.core.state import Config, Ledger, QueueState, chunk_path
+from pqueue.io.fs import FileMutex, FileSystem, Lock, OsFileSystem, Watch
+from pqueue.io.shell import Shell, check_regular, observe
+
+__all__ = ["PEER_PREFIX", "SharedShell", "join", "peer_path", "shared_path"]
+
+PEER_PREFIX = "peer-"
+_RESYNC = 2  # a flag of the snapshot's busy byte: ``Ledger.resync``
+_ROOM = 4096  # bytes the ``shared`` file is given at once
+_READ = 4096  # bytes of ``shared`` read at first; a larger snapshot is read whole after
+_new = tuple.__new__
+_LENGTH = struct.Struct("<I")
+
+
+# The signals held back during an operation on a shared queue: all but those the kernel
+# raises for a fault of the process itself, which cannot wait.
+_SYNCHRONOUS = {"SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT", "SIGTRAP", "SIGSYS"}
+_HELD_BACK = frozenset(
+    sig for sig in signal.valid_signals()
+    if getattr(sig, "name", "") not in _SYNCHRONOUS and sig not in (signal.SIGKILL, signal.SIGSTOP)
+) if hasattr(signal, "pthread_sigmask") else frozenset()
+
+
+def _block_signals() -> frozenset[int] | None:
+    if not _HELD_BACK:
+        return None
+    return frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_BACK))
+
+
+def _restore_signals(mask: frozenset[int] | None) -> None:
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def shared_path(directory: str) -> str:
+    return f"{directory}/shared"
+
+
+def peer_path(directory: str, owner: int) -> str:
+    return f"{directory}/{PEER_PREFIX}{owner:016x}"
+
+
+class SharedShell(Shell):
+    """A ``Shell`` with holds, shared with other participants when ``shared`` is set.
+
+    ``me`` is this participant's id (never 0). The Queue calls every method under its own
+    mutex; with ``shared`` set, between ``enter`` and ``leave``.
+    """
+
+    def __init__(self, fs: FileSystem, state: QueueState) -> None:
+        super().__init__(fs, state)
+        self.me = 1
+        self.shared = False
+        # seq -> Hold, for every delivered item not acknowledged, and every item given back.
+        self.holds: dict[int, Hold] = {}
+        self.waiting: list[int] = []  # the seqs of the holds given back (owner 0), sorted
+        # seq -> deliveries counted before the last recovery, for items not delivered since.
+        self.prior: dict[int, int] = {}
+        self.member: Lock | None = None  # shared lock on ``lock``
+        self.peer: Lock | None = None  # exclusive lock on ``peer-<me>``
+        self.path = shared_path(state.config.directory)
+        self._boot = ""
+        self._op: Lock | None = None
+        self._sigmask: frozenset[int] | None = None  # the signals blocked before ``enter``
+        # On the real disk, the lock on ``shared`` is taken over one cached descriptor.
+        self._mutex: FileMutex | None = None
+        self._seen = b""  # the snapshot last read or written
+        self._counter = 0
+        self._published = state  # the state in that snapshot
+        self._changed = False  # whether the holds changed since
+
+    # --- the critical section ------------------------------------------------------------
+
+    def enter(self) -> None:
+        """Start an operation: lock ``shared`` and catch up with what others did. Nothing
+        to do when the operation is started already."""
+        if not self.shared or self._op is not None:
+            return
+        # Signals wait until the operation is over: a handler's exception (Ctrl-C, an alarm)
+        # landing between taking the lock and letting it go would leave it held, and every
+        # participant waiting for it. No Python code runs a handler while they are blocked.
+        self._sigmask = _block_signals()
+        try:
+            mutex = self._mutex
+            if mutex is not None:
+                mutex.acquire()
+                op: Lock = mutex
+            else:
+                op = self.fs.lock(self.path, blocking=True)
+            self._op = op
+            try:
+                self._sync()
+            except BaseException:
+                self._op = None
+                op.release()
+                raise
+        except BaseException:
+            _restore_signals(self._sigmask)
+            raise
+
+    def leave(self) -> None:
+        """End an operation: write the state back if it changed, and unlock ``shared``.
+        Nothing is written when the shell is dirty (an exception escaped in the middle of
+        applying effects): the others then see the state from before the operation."""
+        op = self._op
+        if op is None:
+            return
+        try:
+            if not self.dirty and (self._changed or self.state is not self._published):
+                self._publish()
+        finally:
+            self._op = None
+            try:
+                op.release()
+            finally:
+                _restore_signals(self._sigmask)
+
+    def abandon(self) -> None:
+        """Let go of the lock on ``shared`` (if held: an exception may have landed between
+        taking it and noting it) and of this participant's own lock, writing nothing: the
+        shell is broken, and the others take back what it held."""
+        op, self._op = self._op, None
+        try:
+            if self._mutex is not None:
+                self._mutex.release()
+            elif op is not None:
+                op.release()
+        finally:
+            if op is not None:
+                _restore_signals(self._sigmask)
+            if self.peer is not None:
+                self.peer.release()
+
+    def _publish(self, busy: int = 0) -> None:
+        state = self.state
+        ledger = state.ledger
+        self._counter += 1
+        snap = Snapshot(
+            self._boot, self._counter, busy | (_RESYNC if ledger.resync else 0),
+            state.head, state.head_offset, state.read, state.read_offset, state.tail,
+            state.size, state.outstanding, state.ack_offset, ledger.alloc, ledger.crossings,
+            ledger.ack_capacity, ledger.checkpoint.ack_generation, state.acked,
+            tuple(sorted(self.holds.values())), tuple(sorted(self.prior.items())),
+        )
+        data = encode_snapshot(snap)
+        self.fs.write(self.path, data, 0)
+        self._seen = data
+        self._published = state
+        self._changed = False
+
+    def _sync(self) -> None:
+        fs = self.fs
+        data = fs.read(self.path, 0, _READ)
+        size = snapshot_size(data)
+        if size is not None:
+            data = data[:size] if size <= len(data) else fs.read(self.path, 0, size)
+        if data == self._seen:
+            return
+        snap = decode_snapshot(data)
+        if snap is None:
+            raise SharedStateError(
+                f"{self.path}: the shared state of the queue is damaged or was written by "
+                "another version, while other participants have the queue open; close every "
+                "Queue on it and open it again"
+            )
+        self._adopt(snap)
+        self._seen = data
+        if snap.busy & BUSY_CHECKPOINT:
+            # The participant before died in the middle of a checkpoint: make it again,
+            # from the state it recorded, over whichever ``info`` it left.
+            self.checkpoint()
+            self._changed = True
+
+    def _adopt(self, snap: Snapshot) -> None:
+        """Make what ``snap`` says current (the holds too)."""
+        old = self.state
+        config = old.config
+        checkpoint = old.ledger.checkpoint
+        if snap.busy & BUSY_CHECKPOINT or snap.generation != checkpoint.ack_generation:
+            checkpoint = _read_info(self.fs, config)
+            if checkpoint.ack_generation != snap.generation and not snap.busy & BUSY_CHECKPOINT:
+                raise SharedStateError(
+                    f"{config.info_path}: its checkpoint (generation "
+                    f"{checkpoint.ack_generation}) is not the one the shared state of the "
+                    f"queue refers to ({snap.generation}); close every Queue on it and open "
+                    "it again"
+                )
+        cs = config.chunksize
+        head_path = chunk_path(config, snap.head // cs)
+        if old.ledger.head_path != head_path:
+            self.fs.release(old.ledger.head_path)
+        state = QueueState(
+            config, snap.head, snap.head_offset, snap.read, snap.read_offset, snap.tail,
+            snap.acked, snap.size, snap.outstanding, snap.ack_offset,
+            Ledger(checkpoint, head_path, snap.alloc, snap.crossings, snap.ack_capacity,
+                   bool(snap.busy & _RESYNC)),
+        )
+        self._commit(state)  # empties the read-ahead if the read position moved
+        self.holds = {hold.seq: hold for hold in snap.holds}
+        self.waiting = [hold.seq for hold in snap.holds if not hold.owner]
+        self.prior = dict(snap.attempts)
+        self._published = state
+        self._changed = False
+        self._counter = snap.counter
+
+    def _apply(self, effects: tuple[Effect, ...]) -> None:
+        if self.shared and any(type(effect) is Replace for effect in effects):
+            self._publish(BUSY_CHECKPOINT)  # a checkpoint: not safe to abandon half done
+        super()._apply(effects)
+
+    # --- holds ---------------------------------------------------------------------------
+
+    def deliver(self, now: float, lease: float) -> tuple[int, bytes, int] | None:
+        """Deliver the next item to this participant: ``(seq, payload, attempt)``, or None
+        when no item waits (or only items given back with a delay not yet over).
+
+        Items given back come first, in put order, then the item at the read position.
+        ``lease`` (seconds, 0: none) is how long the delivery may stay unacknowledged
+        before it is given back.
+        """
+        deadline = now + lease if lease else 0.0
+        waiting = self.waiting
+        if waiting:
+            holds = self.holds
+            for i, seq in enumerate(waiting):
+                hold = holds[seq]
+                if hold.deadline <= now:
+                    payload = self._read_record(seq, hold.offset)
+                    del waiting[i]
+                    self.state = transitions.lend_again(self.state)
+                    attempt = hold.attempt + 1
+                    holds[seq] = Hold(seq, hold.offset, self.me, attempt, deadline)
+                    self._changed = True
+                    return seq, payload, attempt
+            if self.state.size <= len(waiting):
+                return None
+        elif not self.state.size:
+            return None
+        seq, payload = self.take()
+        attempt = 1
+        if self.prior:
+            attempt += self.prior.pop(seq, 0)
+            self._changed = True
+        self.holds[seq] = _new(Hold, (seq, self.taken_at, self.me, attempt, deadline))
+        return seq, payload, attempt
+
+    def available(self, now: float) -> int:
+        """How many items may be delivered now (``state.size`` less the items given back
+        with a delay not yet over)."""
+        size = self.state.size
+        if self.waiting:
+            holds = self.holds
+            size -= sum(1 for seq in self.waiting if holds[seq].deadline > now)
+        return size
+
+    def settle(self, seq: int) -> None:
+        """Acknowledge item ``seq``, held by this participant.
+
+        The hold goes before the acknowledgement is applied, so that a checkpoint it makes
+        records a state whose holds agree with its counts; it is put back if the
+        acknowledgement fails (the shell is then broken, and nothing of it is published).
+        """
+        hold = self._mine(seq)
+        state = self.state
+        if self.shared and state.ack_offset + ACK_RECORD_SIZE > state.ledger.ack_capacity:
+            self._publish(BUSY_CHECKPOINT)  # the ack log is full: this ack checkpoints
+        del self.holds[seq]
+        try:
+            self.ack(seq)
+        except BaseException:
+            self.holds[seq] = hold
+            raise
+
+    def give_back(self, seq: int, not_before: float) -> None:
+        """Give item ``seq`` (held by this participant) back, to be delivered again from
+        ``not_before`` on (0.0: at once)."""
+        hold = self._mine(seq)
+        self.state = transitions.give_back(self.state, 1)
+        self.holds[seq] = Hold(seq, hold.offset, 0, hold.attempt, not_before)
+        bisect.insort(self.waiting, seq)
+        self._changed = True
+
+    def extend(self, seq: int, deadline: float) -> None:
+        """Renew the lease on item ``seq`` (held by this participant) to ``deadline``."""
+        hold = self._mine(seq)
+        self.holds[seq] = hold._replace(deadline=deadline)
+        self._changed = True
+
+    def holder(self, seq: int) -> int | None:
+        """Who holds item ``seq`` (0: given back; None: not held, or acknowledged)."""
+        hold = self.holds.get(seq)
+        return None if hold is None else hold.owner
+
+    def attempt(self, seq: int) -> int:
+        hold = self.holds.get(seq)
+        return 0 if hold is None else hold.attempt
+
+    def _mine(self, seq: int) -> Hold:
+        hold = self.holds.get(seq)
+        if hold is None or hold.owner != self.me:
+            raise LeaseExpiredError(self.state.config.directory, seq)
+        return hold
+
+    def release_owner(self, owner: int) -> int:
+        """Give back everything ``owner`` holds; how many items."""
+        mine = [hold for hold in self.holds.values() if hold.owner == owner]
+        self._return(mine)
+        return len(mine)
+
+    def release_all(self) -> None:
+        """Give back every item held (their holders are all gone)."""
+        self._return([hold for hold in self.holds.values() if hold.owner])
+
+    def _return(self, holds: Iterable[Hold]) -> None:
+        count = 0
+        for hold in holds:
+            self.holds[hold.seq] = Hold(hold.seq, hold.offset, 0, hold.attempt, 0.0)
+            bisect.insort(self.waiting, hold.seq)
+            count += 1
+        if count:
+            self.state = transitions.give_back(self.state, count)
+            self._changed = True
+
+    def reap(self, now: float) -> None:
+        """Give back the items of participants that are gone, and of leases that ran out."""
+        others: set[int] = set()
+        expired = []
+        me = self.me
+        for hold in self.holds.values():
+            owner = hold.owner
+            if owner:
+                if 0.0 < hold.deadline <= now:
+                    expired.append(hold)
+                elif owner != me:
+                    others.add(owner)
+        self._return(expired)
+        if not (others and self.shared):
+            return
+        directory = self.state.config.directory
+        for owner in others:
+            path = peer_path(directory, owner)
+            if not self.fs.probe(path):
+                self.release_owner(owner)
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.unlink(path)
+
+    def next_deadline(self) -> float | None:
+        """The earliest lease end or end of a delay among the holds (None: none)."""
+        deadlines = [hold.deadline for hold in self.holds.values() if hold.deadline > 0.0]
+        return min(deadlines) if deadlines else None
+
+    def watch(self) -> Watch:
+        """A watch on ``shared`` and on the files of the participants holding items."""
+        directory = self.state.config.directory
+        owners = {hold.owner for hold in self.holds.values()} - {0, self.me}
+        return self.fs.watch(self.path, tuple(peer_path(directory, o) for o in owners))
+
+    def _read_record(self, seq: int, offset: int) -> bytes:
+        """The payload of item ``seq``, whose record starts at ``offset`` of its chunk."""
+        config = self.state.config
+        path = chunk_path(config, seq // config.chunksize)
+        buf = self._read(path, offset, 64 * 1024)
+        rec = decode(buf, 0, ITEM_MAGIC, config.salt, offset)
+        if type(rec) is Incomplete and len(buf) >= HEADER_SIZE:
+            (length,) = _LENGTH.unpack_from(buf, 5)
+            buf = self._read(path, offset, HEADER_SIZE + length)
+            rec = decode(buf, 0, ITEM_MAGIC, config.salt, offset)
+        if type(rec) is not Record or rec.seq != seq:
+            raise CorruptQueueError(path, offset, f"item {seq}, to be delivered again, is damaged")
+        return buf[rec.start : rec.end]
+
+    # --- leaving --------------------------------------------------------------------------
+
+    def part(self) -> None:
+        """Let go of the locks of this participant: the others see it gone."""
+        try:
+            for lock in (self.peer, self.member):
+                if lock is not None:
+                    lock.release()
+        finally:
+            if self._mutex is not None:
+                self._mutex.close()
+
+
+def _read_info(fs: FileSystem, config: Config) -> Info:
+    info = decode_info(fs.read(config.info_path), config.info_path)
+    if info.serializer != config.serializer:
+        raise SerializerMismatchError(config.directory, info.serializer, config.serializer)
+    return info
+
+
+def join(fs: FileSystem, config: Config, me: int | None = None) -> SharedShell:
+    """Open the queue in ``config.directory`` as participant ``me``, beside any others
+    (None: the number of the state's next version, unique among the participants since the
+    state was last recovered; reproducible on a simulated disk).
+
+    Under the lock on ``shared``: a participant that finds no other recovers from the
+    durable files (``observe``, as an exclusive queue does) unless ``shared`` was written
+    during this boot of the machine and agrees with ``info`` (everyone before it died or
+    closed: what it says is still true, and it keeps the attempt counts). One that finds
+    others adopts what ``shared`` says.
+    """
+    directory = config.directory
+    spath = shared_path(directory)
+    lpath = f"{directory}/lock"
+    check_regular(fs, spath)
+    check_regular(fs, lpath)
+    if not fs.exists(spath) and fs.exists(config.info_path):
+        # A queue never opened shared (or by another version): refuse what cannot be opened
+        # (another format, another serializer) before creating anything in it.
+        check_regular(fs, config.info_path)
+        _read_info(fs, config)
+    mask = _block_signals()  # as for every operation (see ``SharedShell.enter``)
+    try:
+        return _join(fs, config, me, spath, lpath)
+    finally:
+        _restore_signals(mask)
+
+
+def _join(fs: FileSystem, config: Config, me: int | None, spath: str, lpath: str) -> SharedShell:
+    directory = config.directory
+    op = fs.lock(spath, blocking=True)
+    try:
+        fs.volatile(spath)
+        _reserve(fs, spath, directory)
+        try:
+            alone: Lock | None = fs.lock(lpath)
+        except BlockingIOError:
+            alone = None
+        member: Lock | None = None
+        try:
+            if alone is None:
+                member = _member(fs, lpath, directory)
+            shell = _open(fs, config, spath, alone is not None)
+            shell.me = shell._counter + 1 if me is None else me
+            if alone is not None:
+                alone.release()
+                member = _member(fs, lpath, directory)
+            shell.member = member
+            shell.shared = True
+            if isinstance(fs, OsFileSystem):
+                shell._mutex = fs.mutex(spath)
+            while True:
+                try:
+                    shell.peer = fs.lock(peer_path(directory, shell.me))
+                    break
+                except BlockingIOError:
+                    if me is not None:
+                        raise
+                    shell.me += 1  # numbered: taken by one that joined and never said so
+            if alone is not None:
+                _clear_peers(fs, directory, shell.me)
+                shell.release_all()  # every participant before this one is gone
+            shell._publish()
+        except BaseException:
+            for lock in (alone, member):
+                if lock is not None:
+                    lock.release()
+            raise
+    finally:
+        op.release()
+    return shell
+
+
+def _reserve(fs: FileSystem, spath: str, directory: str) -> None:
+    """Give ``shared`` its room once, so that writing it never grows it (a full disk then
+    never stops an operation at its end; one that has no room for it stops the open)."""
+    size = fs.size(spath)
+    if size < _ROOM:
+        fs.write(spath, bytes(_ROOM - size), size)
+
+
+def _member(fs: FileSystem, lpath: str, directory: str) -> Lock:
+    try:
+        return fs.lock(lpath, shared=True)
+    except BlockingIOError:
+        raise QueueLocked(directory) from None
+
+
+def _open(fs: FileSystem, config: Config, spath: str, alone: bool) -> SharedShell:
+    boot = fs.boot_id()
+    snap = decode_snapshot(fs.read(spath))
+    if not alone:
+        if snap is None:
+            raise SharedStateError(
+                f"{spath}: the shared state of the queue is missing or damaged while other "
+                "participants have it open; close every Queue on it and open it again"
+            )
+        return _adopted(fs, config, snap, boot)
+    # No other participant: recover from the durable files, as an exclusive queue does
+    # (with every check of their integrity), and keep only the attempt counts of the
+    # shared state, if it was written during this boot of the machine.
+    shell = SharedShell.start(fs, observe(fs, config))
+    assert isinstance(shell, SharedShell)
+    shell._boot = boot or ""
+    if snap is not None:
+        shell._counter = snap.counter
+        if boot is not None and snap.boot == boot:
+            shell.prior = _counts(shell.state, snap)
+    return shell
+
+
+def _counts(state: QueueState, snap: Snapshot) -> dict[int, int]:
+    """The attempt counts ``snap`` holds for the items ``state`` still has to deliver."""
+    counts = dict(snap.attempts)
+    counts.update((hold.seq, hold.attempt) for hold in snap.holds)
+    acked = state.acked
+    return {
+        seq: n for seq, n in counts.items()
+        if state.tail <= seq < state.head and not (acked and ranges.contains(acked, seq))
+    }
+
+
+def _adopted(fs: FileSystem, config: Config, snap: Snapshot, boot: str | None) -> SharedShell:
+    """A shell for the state ``snap`` records (and the ``info`` it refers to)."""
+    info = _read_info(fs, config)
+    config = attrs.evolve(config, chunksize=info.chunksize, salt=info.salt)
+    placeholder = QueueState(
+        config, 0, 0, 0, 0, 0, (), 0, 0, 0,
+        Ledger(info, chunk_path(config, 0), 0, 0, 0),
+    )
+    shell = SharedShell(fs, placeholder)
+    shell._boot = snap.boot if boot is None else boot
+    shell.shared = True
+    shell._adopt(snap)
+    if snap.busy & BUSY_CHECKPOINT:
+        shell.checkpoint()  # the last participant died in the middle of one: make it again
+    return shell
+
+
+def _clear_peers(fs: FileSystem, directory: str, me: int) -> None:
+    """Remove the files of participants that are gone (there is no other when this runs)."""
+    mine = f"{PEER_PREFIX}{me:016x}"
+    for name in fs.listdir(directory):
+        if name.startswith(PEER_PREFIX) and name != mine:
+            with contextlib.suppress(FileNotFoundError):
+                fs.unlink(f"{directory}/{name}")
