@@ -343,7 +343,7 @@ def test_the_directory_is_created_private(tmp_path: Path) -> None:
     Queue(path).close()
     assert path.is_dir()
     assert (path.stat().st_mode & 0o777) == 0o700
-    assert sorted(os.listdir(path)) == ["acks", "info", "lock"]
+    assert sorted(os.listdir(path)) == ["acks", "info", "lock", "shared"]
 
 
 def test_chunksize_is_recorded_and_wins_on_reopen(qdir: str) -> None:
@@ -430,12 +430,15 @@ def test_repr_shows_path_size_and_mode(qdir: str) -> None:
     assert qdir in text and "size=1" in text and "'flush'" in text and "open" in text
 
 
-def test_another_process_gets_queue_locked(qdir: str) -> None:
-    with Queue[int](qdir):
+@pytest.mark.parametrize(("ours", "theirs"), [(True, False), (False, True), (True, True)])
+def test_an_exclusive_queue_and_any_other_locks_each_other_out(
+    qdir: str, ours: bool, theirs: bool
+) -> None:
+    with Queue[int](qdir, exclusive=ours):
         code = (
             "import sys, pqueue\n"
             "try:\n"
-            f"    pqueue.Queue({qdir!r})\n"
+            f"    pqueue.Queue({qdir!r}, exclusive={theirs})\n"
             "except pqueue.QueueLocked as e:\n"
             "    print('locked', e.path)\n"
         )
@@ -447,11 +450,11 @@ def test_another_process_gets_queue_locked(qdir: str) -> None:
 
 
 def test_reopening_in_the_same_process_supersedes_the_earlier_object(qdir: str) -> None:
-    old: Queue[int] = Queue(qdir)
+    old: Queue[int] = Queue(qdir, exclusive=True)
     old.put(1)
     old.put(2)
     assert old.get() == 1
-    new: Queue[int] = Queue(qdir)
+    new: Queue[int] = Queue(qdir, exclusive=True)
     with pytest.raises(QueueSupersededError, match="superseded"):
         old.put(3)
     with pytest.raises(QueueSupersededError):
@@ -463,8 +466,8 @@ def test_reopening_in_the_same_process_supersedes_the_earlier_object(qdir: str) 
 
 
 def test_a_superseded_queue_wakes_its_waiters(qdir: str) -> None:
-    old: Queue[int] = Queue(qdir)
-    woken = error_of_blocked_get(old, lambda: Queue(qdir).close())
+    old: Queue[int] = Queue(qdir, exclusive=True)
+    woken = error_of_blocked_get(old, lambda: Queue(qdir, exclusive=True).close())
     assert isinstance(woken, QueueSupersededError)
 
 

@@ -128,10 +128,10 @@ class RecordingDisk(SimulatedDisk):
         self._point()
         super().unlink(path)
 
-    def lock(self, path: str) -> Lock:
+    def lock(self, path: str, *, shared: bool = False, blocking: bool = False) -> Lock:
         if not self.exists(path):  # locking an existing file changes nothing
             self._point()
-        return super().lock(path)
+        return super().lock(path, shared=shared, blocking=blocking)
 
 
 def padded(size: int) -> NamedSerializer:

@@ -43,7 +43,7 @@ from pqueue.crashtest import (
     crash_state,
 )
 from pqueue.io import FileSystem, Lock, shell
-from pqueue.io.fs import FileKind
+from pqueue.io.fs import FileKind, Watch
 
 
 def caught(variant: str, checked: int, found: object) -> None:
@@ -458,8 +458,20 @@ class AppendingChunks:
     def unlink(self, path: str) -> None:
         self.disk.unlink(path)
 
-    def lock(self, path: str) -> Lock:
-        return self.disk.lock(path)
+    def lock(self, path: str, *, shared: bool = False, blocking: bool = False) -> Lock:
+        return self.disk.lock(path, shared=shared, blocking=blocking)
+
+    def probe(self, path: str) -> bool:
+        return self.disk.probe(path)
+
+    def boot_id(self) -> str | None:
+        return self.disk.boot_id()
+
+    def volatile(self, path: str) -> None:
+        self.disk.volatile(path)
+
+    def watch(self, path: str, closes: tuple[str, ...] = ()) -> Watch:
+        return self.disk.watch(path, closes)
 
     def lock_key(self, path: str) -> Hashable:
         return self.disk.lock_key(path)
