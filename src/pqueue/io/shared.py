@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import importlib
 import signal
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -86,15 +87,31 @@ _HELD_BACK = frozenset(
 ) if hasattr(signal, "pthread_sigmask") else frozenset()
 
 
-def _block_signals() -> frozenset[int] | None:
-    if not _HELD_BACK:
+# The C function itself: ``signal.pthread_sigmask`` turns the mask it returns into a set of
+# enum members, which costs tens of microseconds per call.
+_sigmask: Callable[[int, Iterable[int]], set[int]] = getattr(
+    importlib.import_module("_signal"), "pthread_sigmask", signal.pthread_sigmask
+)
+_HELD_BACK_INTS = tuple(int(sig) for sig in _HELD_BACK)
+
+
+def _signal_mask() -> set[int] | None:
+    """The signals blocked now (None where masks cannot be set), to restore later. Asked
+    before blocking any: a handler's exception landing right after a call that blocked them
+    would leave them blocked with nobody holding the mask to restore."""
+    if not _HELD_BACK_INTS:
         return None
-    return frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_BACK))
+    return _sigmask(signal.SIG_BLOCK, ())
 
 
-def _restore_signals(mask: frozenset[int] | None) -> None:
+def _block_signals() -> None:
+    if _HELD_BACK_INTS:
+        _sigmask(signal.SIG_BLOCK, _HELD_BACK_INTS)
+
+
+def _restore_signals(mask: set[int] | None) -> None:
     if mask is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _sigmask(signal.SIG_SETMASK, mask)
 
 
 def shared_path(directory: str) -> str:
@@ -126,7 +143,7 @@ class SharedShell(Shell):
         self.path = shared_path(state.config.directory)
         self._boot = ""
         self._op: Lock | None = None
-        self._sigmask: frozenset[int] | None = None  # the signals blocked before ``enter``
+        self._sigmask: set[int] | None = None  # the signals blocked before ``enter``
         # On the real disk, the lock on ``shared`` is taken over one cached descriptor.
         self._mutex: FileMutex | None = None
         self._seen = b""  # the snapshot last read or written
@@ -144,8 +161,9 @@ class SharedShell(Shell):
         # Signals wait until the operation is over: a handler's exception (Ctrl-C, an alarm)
         # landing between taking the lock and letting it go would leave it held, and every
         # participant waiting for it. No Python code runs a handler while they are blocked.
-        self._sigmask = _block_signals()
+        self._sigmask = _signal_mask()
         try:
+            _block_signals()
             mutex = self._mutex
             if mutex is not None:
                 mutex.acquire()
@@ -475,8 +493,9 @@ def join(fs: FileSystem, config: Config, me: int | None = None) -> SharedShell:
         # (another format, another serializer) before creating anything in it.
         check_regular(fs, config.info_path)
         _read_info(fs, config)
-    mask = _block_signals()  # as for every operation (see ``SharedShell.enter``)
+    mask = _signal_mask()  # signals wait, as for every operation (``SharedShell.enter``)
     try:
+        _block_signals()
         return _join(fs, config, me, spath, lpath)
     finally:
         _restore_signals(mask)
