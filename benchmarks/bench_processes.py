@@ -10,6 +10,7 @@ benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.metadata
 import json
 import multiprocessing
@@ -98,7 +99,7 @@ class _PersistQueueEnd:
     s at most it looks again), so a consumer in another process polls get(block=False)."""
 
     def __init__(self, path: str) -> None:
-        import persistqueue  # noqa: PLC0415
+        persistqueue: Any = importlib.import_module("persistqueue")  # optional: not typed
 
         self._empty = persistqueue.Empty
         self._q = persistqueue.SQLiteAckQueue(path, multithreading=True)
