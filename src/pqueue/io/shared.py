@@ -327,15 +327,6 @@ class SharedShell(Shell):
         self.holds[seq] = _new(Hold, (seq, self.taken_at, self.me, attempt, deadline))
         return seq, payload, attempt
 
-    def available(self, now: float) -> int:
-        """How many items may be delivered now (``state.size`` less the items given back
-        with a delay not yet over)."""
-        size = self.state.size
-        if self.waiting:
-            holds = self.holds
-            size -= sum(1 for seq in self.waiting if holds[seq].deadline > now)
-        return size
-
     def settle(self, seq: int) -> None:
         """Acknowledge item ``seq``, held by this participant.
 
@@ -368,15 +359,6 @@ class SharedShell(Shell):
         hold = self._mine(seq)
         self.holds[seq] = hold._replace(deadline=deadline)
         self._changed = True
-
-    def holder(self, seq: int) -> int | None:
-        """Who holds item ``seq`` (0: given back; None: not held, or acknowledged)."""
-        hold = self.holds.get(seq)
-        return None if hold is None else hold.owner
-
-    def attempt(self, seq: int) -> int:
-        hold = self.holds.get(seq)
-        return 0 if hold is None else hold.attempt
 
     def _mine(self, seq: int) -> Hold:
         hold = self.holds.get(seq)
