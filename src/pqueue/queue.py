@@ -42,7 +42,15 @@ from pqueue.core.errors import (
 from pqueue.core.state import Config, Durability, Policy, QueueState, default_policy
 from pqueue.core.transitions import Command, Phase
 from pqueue.io.fs import FileSystem, Lock, OsFileSystem, Watch
-from pqueue.io.shared import PEER_PREFIX, SharedShell, join, peer_path
+from pqueue.io.shared import (
+    PEER_PREFIX,
+    SharedShell,
+    _block_signals,
+    _restore_signals,
+    _signal_mask,
+    join,
+    peer_path,
+)
 from pqueue.io.shell import check_regular, observe
 from pqueue.serializers import resolve
 
@@ -246,7 +254,10 @@ class Queue(Generic[T]):
         self.lease_timeout = lease_timeout
         self._lease = float(lease_timeout or 0.0)
         self._init_locks()
-        self._phase = Phase.CLOSED  # OPEN once it is open: nothing may supersede it before
+        self._phase = Phase.CLOSED  # OPEN once it is open
+        # True until the constructor is done: an exception landing in it (a signal's) may
+        # leave the lock taken by an object nobody holds, which a newer one then takes over.
+        self._opening = True
         self._broken_by: BaseException | None = None
         self._dropped = False  # shut down with immediate=True: no item is delivered
         self._deliveries: dict[int, deque[int]] = {}
@@ -261,37 +272,45 @@ class Queue(Generic[T]):
         self._lock: Lock | None = None
         self._key: Hashable = None
 
+        # Signals wait while the directory is opened: a handler's exception landing between
+        # taking the lock and noting who holds it would leave it held by nobody.
+        mask = _signal_mask()
         try:
-            if self.exclusive:
-                recovered = self._open(
-                    directory, tempdir, chunksize, durability, codec.name, policy
-                )
-            else:
-                config = self._config(directory, tempdir, chunksize, durability, codec.name,
-                                      policy)
-                self._shell = join(self._fs, config, _new_id(self._fs))
-        except OSError as exc:
-            if isinstance(exc, (PermissionError, NotADirectoryError)):
-                raise  # bad input, named: the path or a file in it cannot be made or used
-            raise self._open_failed(exc) from exc
-        if self.exclusive:
+            _block_signals()
             try:
+                if self.exclusive:
+                    recovered = self._open(
+                        directory, tempdir, chunksize, durability, codec.name, policy
+                    )
+                else:
+                    config = self._config(directory, tempdir, chunksize, durability, codec.name,
+                                          policy)
+                    self._shell = join(self._fs, config, _new_id(self._fs))
+            except OSError as exc:
+                if isinstance(exc, (PermissionError, NotADirectoryError)):
+                    raise  # bad input, named: the path or a file in it cannot be made or used
+                raise self._open_failed(exc) from exc
+            if self.exclusive:
                 try:
-                    self._forget_participants(directory)
-                    shell = SharedShell.start(self._fs, recovered)
-                except OSError as exc:
-                    raise self._open_failed(exc) from exc
-            except BaseException:
-                self._release_files(None)
-                self._unregister()
-                raise
-            assert isinstance(shell, SharedShell)
-            self._shell = shell
+                    try:
+                        self._forget_participants(directory)
+                        shell = SharedShell.start(self._fs, recovered)
+                    except OSError as exc:
+                        raise self._open_failed(exc) from exc
+                except BaseException:
+                    self._release_files(None)
+                    self._unregister()
+                    raise
+                assert isinstance(shell, SharedShell)
+                self._shell = shell
+        finally:
+            _restore_signals(mask)
         owned = self._fs if owns_fs and isinstance(self._fs, OsFileSystem) else None
         locks = (self._lock,) if self.exclusive else (self._shell.peer, self._shell.member)
         weakref.finalize(self, _finalize, owned, *locks)
         _instances.add(self)
         self._phase = Phase.OPEN
+        self._opening = False
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -335,7 +354,9 @@ class Queue(Generic[T]):
         with _owners_lock:
             earlier = _owners.get(self._key)
             previous = earlier() if earlier is not None else None
-            if previous is not None and previous._phase in (*_LIVE, Phase.BROKEN):
+            if previous is not None and (
+                previous._phase in (*_LIVE, Phase.BROKEN) or previous._opening
+            ):
                 # The earlier object holds the lock: decide how to open while it can change
                 # nothing (its mutex held), and take over only once that is decided, so
                 # that a failing open (a wrong serializer, damage) leaves it working.
@@ -971,6 +992,11 @@ class Queue(Generic[T]):
     def _supersede_locked(self) -> None:
         """A newer Queue object takes the directory over (under the mutex): let go of it
         without writing."""
+        if self._opening:  # its constructor never finished: only its files to let go of
+            self._opening = False
+            shell = getattr(self, "_shell", None)
+            self._release_files(shell.state if shell is not None else None)
+            return
         if self._phase in (Phase.CLOSED, Phase.SUPERSEDED, Phase.FORKED):
             return
         self._phase = transitions.advance(self._phase, Command.SUPERSEDE, self.path)
