@@ -25,6 +25,7 @@ from pqueue.core.errors import SerializerMismatchError as SerializerMismatchErro
 from pqueue.core.errors import SharedStateError as SharedStateError
 from pqueue.core.errors import ShutDown as ShutDown
 from pqueue.core.errors import UnsupportedFormatError as UnsupportedFormatError
+from pqueue.queue import DeadLetter as DeadLetter
 from pqueue.queue import Delivery as Delivery
 from pqueue.queue import Queue as Queue
 
@@ -32,6 +33,7 @@ __version__ = "0.2.0.dev0"
 
 __all__ = [
     "CorruptQueueError",
+    "DeadLetter",
     "Delivery",
     "DiskFullError",
     "Empty",

@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, Generic, NoReturn, TypeVar
 
 from pqueue.core import transitions
+from pqueue.core.deadletter import DeadLetter, decode_dead_letter
 from pqueue.core.errors import (
     Empty,
     Full,
@@ -52,9 +53,9 @@ from pqueue.io.shared import (
     peer_path,
 )
 from pqueue.io.shell import check_regular, observe
-from pqueue.serializers import resolve
+from pqueue.serializers import NamedSerializer, resolve
 
-__all__ = ["Delivery", "Queue"]
+__all__ = ["DeadLetter", "Delivery", "Queue"]
 
 T = TypeVar("T")
 
@@ -206,6 +207,9 @@ class Queue(Generic[T]):
     ``lease_timeout``: seconds an item may stay delivered without acknowledgement before it
     is given back to be delivered again (None: no limit; a consumer that dies or closes
     gives its items back at once anyway).
+    ``max_attempts``: an item delivered this many times without being acknowledged is
+    moved, once, to the dead-letter queue ``dead_letters`` instead of being delivered
+    again (None: no limit).
     ``fs``: the ``FileSystem`` to use (default: the real one); the crash harness passes a
     simulated disk.
     ``policy``: when to checkpoint and how to lay out files (``pqueue.core.state.Policy``);
@@ -224,6 +228,7 @@ class Queue(Generic[T]):
         serializer: object | None = None,
         exclusive: bool = False,
         lease_timeout: float | None = None,
+        max_attempts: int | None = None,
         fs: FileSystem | None = None,
         policy: Policy | None = None,
     ) -> None:
@@ -238,6 +243,8 @@ class Queue(Generic[T]):
                 f"lease_timeout must be a positive number of seconds or None, got "
                 f"{lease_timeout!r}"
             )
+        if max_attempts is not None:
+            _check_size("max_attempts", max_attempts, 1)
         directory = _directory(path)
         codec = resolve(serializer)
         self._dumps = codec.dumps
@@ -252,6 +259,7 @@ class Queue(Generic[T]):
         self.serializer = codec.name
         self.exclusive = bool(exclusive)
         self.lease_timeout = lease_timeout
+        self.max_attempts = max_attempts
         self._lease = float(lease_timeout or 0.0)
         self._init_locks()
         self._phase = Phase.CLOSED  # OPEN once it is open
@@ -285,7 +293,11 @@ class Queue(Generic[T]):
                 else:
                     config = self._config(directory, tempdir, chunksize, durability, codec.name,
                                           policy)
-                    self._shell = join(self._fs, config, _new_id(self._fs))
+                    self._graveyard = _Graveyard(self.path, fs, durability, codec, policy)
+                    self._shell = join(
+                        self._fs, config, _new_id(self._fs),
+                        sink=self._graveyard, max_attempts=max_attempts,
+                    )
             except OSError as exc:
                 if isinstance(exc, (PermissionError, NotADirectoryError)):
                     raise  # bad input, named: the path or a file in it cannot be made or used
@@ -295,6 +307,11 @@ class Queue(Generic[T]):
                     try:
                         self._forget_participants(directory)
                         shell = SharedShell.start(self._fs, recovered)
+                        assert isinstance(shell, SharedShell)
+                        self._graveyard = _Graveyard(self.path, fs, durability, codec, policy)
+                        shell.sink = self._graveyard
+                        shell.max_attempts = max_attempts
+                        shell.recall_buried()
                     except OSError as exc:
                         raise self._open_failed(exc) from exc
                 except BaseException:
@@ -528,6 +545,17 @@ class Queue(Generic[T]):
         with self.mutex:
             self._maxsize = value
             self.not_full.notify_all()
+
+    @property
+    def dead_letters(self) -> Queue[DeadLetter[T]]:
+        """The dead-letter queue: the items that ran out of attempts (``max_attempts``), as
+        ``DeadLetter(item, attempts, seq)``, in the order they were moved. A shared queue
+        in the directory ``dead-letters`` inside this one, opened on first use and closed
+        with this object. Items reach it only by being moved; its ``put`` refuses them (put
+        a dead letter's item back into this queue to try it again)."""
+        if self._phase not in _LIVE:
+            self._enter(Command.INSPECT)
+        return self._graveyard.open()
 
     @property
     def unfinished_tasks(self) -> int:
@@ -988,6 +1016,51 @@ class Queue(Generic[T]):
                 self._release_files(shell.state)
                 self._wake_all()
         self._unregister()
+        graveyard = getattr(self, "_graveyard", None)
+        if graveyard is not None:
+            graveyard.close()
+
+    # --- as a dead-letter queue (the calls of ``_Graveyard``) -------------------------------
+
+    def _head(self) -> int:
+        """The seq the next put gets."""
+        with self.mutex:
+            self._enter(Command.INSPECT)
+            try:
+                self._begin()
+                return self._shell.state.head
+            finally:
+                self._leave()
+
+    def _bury(self, record: bytes) -> None:
+        """Put an already serialised dead letter (durable on return in fsync mode)."""
+        with self.mutex:
+            self._enter(Command.INSPECT)  # a dead-letter queue shut down still takes them
+            shell = self._shell
+            try:
+                self._begin()
+                try:
+                    shell.put(record)
+                    if self._getters:
+                        self.not_empty.notify()
+                except BaseException as exc:
+                    self._step_failed(exc)
+            finally:
+                self._leave()
+
+    def _origins(self) -> list[int]:
+        """The origin seqs of the dead letters not acknowledged here."""
+        with self.mutex:
+            self._enter(Command.INSPECT)
+            try:
+                self._begin()
+                seqs = []
+                for _seq, record in self._shell.backlog():
+                    with contextlib.suppress(ValueError):  # not a dead letter: not ours
+                        seqs.append(decode_dead_letter(record)[0])
+                return seqs
+            finally:
+                self._leave()
 
     def _supersede_locked(self) -> None:
         """A newer Queue object takes the directory over (under the mutex): let go of it
@@ -1070,6 +1143,75 @@ class Queue(Generic[T]):
             f"<pqueue.Queue path={self.path!r} size={size} unfinished={unfinished} "
             f"durability={self.durability!r}{mode} {self._phase.value}>"
         )
+
+
+DEAD_LETTERS = "dead-letters"  # the directory of a queue's dead-letter queue, inside it
+
+
+def dead_letter_serializer(inner: NamedSerializer) -> NamedSerializer:
+    """The serializer of the dead-letter queue of a queue whose serializer is ``inner``:
+    records are ``pqueue.core.deadletter`` frames, loaded as ``DeadLetter``; ``dumps``
+    refuses (dead letters are put by moving items, never by ``put``)."""
+
+    def dumps(obj: object) -> bytes:
+        raise TypeError(
+            "a dead-letter queue takes items only by moving them from its queue (max_attempts);"
+            " put the item back into the queue itself to try it again"
+        )
+
+    def loads(data: bytes) -> DeadLetter[Any]:
+        seq, attempts, payload = decode_dead_letter(data)
+        return DeadLetter(inner.loads(payload), attempts, seq)
+
+    return NamedSerializer(f"{DEAD_LETTERS}/{inner.name}", dumps, loads)
+
+
+class _Graveyard:
+    """The dead-letter queue of a Queue (``pqueue.io.shared.DeadLetterSink``), opened when
+    first needed: by the first move to it, by ``dead_letters``, or at an open that must
+    look into it. It holds no reference to its Queue, so that dropping the Queue still
+    lets it go at once."""
+
+    def __init__(
+        self, directory: str, fs: FileSystem | None, durability: Durability,
+        codec: NamedSerializer, policy: Policy | None,
+    ) -> None:
+        self.directory = f"{directory}/{DEAD_LETTERS}"
+        self._fs = fs
+        self._durability = durability
+        self._serializer = dead_letter_serializer(codec)
+        self._policy = policy
+        self._queue: Queue[Any] | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> Queue[Any]:
+        with self._lock:
+            queue = self._queue
+            if queue is None or queue._phase not in _LIVE:
+                queue = Queue(
+                    self.directory, durability=self._durability, serializer=self._serializer,
+                    fs=self._fs, policy=self._policy,
+                )
+                self._queue = queue
+            return queue
+
+    def head(self) -> int:
+        return self.open()._head()
+
+    def bury(self, record: bytes) -> None:
+        self.open()._bury(record)
+
+    def origins(self) -> list[int]:
+        fs = self._fs if self._fs is not None else OsFileSystem()
+        if self._queue is None and not fs.exists(f"{self.directory}/info"):
+            return []
+        return self.open()._origins()
+
+    def close(self) -> None:
+        with self._lock:
+            queue, self._queue = self._queue, None
+        if queue is not None:
+            queue.close()
 
 
 def _reclaim(ref: weakref.ref[Queue[Any]]) -> None:

@@ -13,11 +13,14 @@ Layout (little-endian)::
 
     magic "PQSH" | version u16 | busy u8 | boot length u8 | crc32 u32 | body length u32
     body: boot id | counter u64 | 12 x i64 (positions, see ``_FIXED``) |
+          moving: seq i64, dead-letter head i64 (-1, -1: none) |
           acked bound count u32, bounds i64... | hold count u32, holds (seq i64, offset i64,
           owner u64, attempt u32, deadline f64)... | attempt count u32, (seq i64, u32)...
 
-The CRC covers everything after its own field. ``busy`` is set while a checkpoint is applied:
-a participant that finds it set knows the one before it died in the middle of one.
+The CRC covers everything after its own field. ``busy`` is set while a checkpoint is applied
+(``BUSY_CHECKPOINT``) or an item is moved to the dead-letter queue (``BUSY_MOVE``, with
+``moving``: the item, and the dead-letter queue's head before the move): a participant that
+finds it set knows the one before it died in the middle of one, and finishes it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ import zlib
 from typing import NamedTuple
 
 __all__ = [
+    "BURIED",
     "BUSY_CHECKPOINT",
+    "BUSY_MOVE",
     "Hold",
     "Snapshot",
     "decode_snapshot",
@@ -35,11 +40,15 @@ __all__ = [
 ]
 
 MAGIC = b"PQSH"
-VERSION = 1
+VERSION = 2
 BUSY_CHECKPOINT = 1
+BUSY_MOVE = 4  # (2 is ``Ledger.resync``, kept by the shell)
+# An attempt count that says: the item is in the dead-letter queue already (its move was
+# interrupted after the dead letter was put), and is to be acknowledged, not delivered.
+BURIED = 0xFFFFFFFF
 
 _HEAD = struct.Struct("<4sHBBII")  # magic, version, busy, boot length, crc, body length
-_FIXED = struct.Struct("<Q12q")
+_FIXED = struct.Struct("<Q14q")
 _COUNT = struct.Struct("<I")
 _HOLD = struct.Struct("<qqQId")
 _ATTEMPT = struct.Struct("<qI")
@@ -88,6 +97,9 @@ class Snapshot(NamedTuple):
     # Deliveries counted before the state was last recovered, of items not delivered since:
     # (seq, attempts), so that the count goes on when they are delivered again.
     attempts: tuple[tuple[int, int], ...] = ()
+    # An item being moved to the dead-letter queue: (seq, the dead-letter queue's head
+    # before its dead letter was put), or None.
+    moving: tuple[int, int] | None = None
 
 
 def encode_snapshot(snap: Snapshot) -> bytes:
@@ -101,6 +113,7 @@ def encode_snapshot(snap: Snapshot) -> bytes:
             snap.counter, snap.head, snap.head_offset, snap.read, snap.read_offset, snap.tail,
             snap.size, snap.outstanding, snap.ack_offset, snap.alloc, snap.crossings,
             snap.ack_capacity, snap.generation,
+            *(snap.moving if snap.moving is not None else (-1, -1)),
         ),
         _COUNT.pack(len(acked)),
         struct.pack(f"<{len(acked)}q", *acked),
@@ -160,8 +173,9 @@ def decode_snapshot(data: bytes) -> Snapshot | None:
     if pos != len(body):
         return None
     (counter, head, head_offset, read, read_offset, tail, size_, outstanding, ack_offset,
-     alloc, crossings, ack_capacity, generation) = fixed
+     alloc, crossings, ack_capacity, generation, moving_seq, moving_head) = fixed
     return Snapshot(
         boot, counter, busy, head, head_offset, read, read_offset, tail, size_, outstanding,
         ack_offset, alloc, crossings, ack_capacity, generation, acked, holds, attempts,
+        (moving_seq, moving_head) if moving_seq >= 0 else None,
     )

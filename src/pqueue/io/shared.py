@@ -34,6 +34,7 @@ import importlib
 import signal
 import struct
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import attrs
 
@@ -48,6 +49,7 @@ from pqueue.core.codec import (
     decode,
     decode_info,
 )
+from pqueue.core.deadletter import encode_dead_letter
 from pqueue.core.effects import Effect, Replace
 from pqueue.core.errors import (
     CorruptQueueError,
@@ -57,7 +59,9 @@ from pqueue.core.errors import (
     SharedStateError,
 )
 from pqueue.core.snapshot import (
+    BURIED,
     BUSY_CHECKPOINT,
+    BUSY_MOVE,
     Hold,
     Snapshot,
     decode_snapshot,
@@ -68,7 +72,7 @@ from pqueue.core.state import Config, Ledger, QueueState, chunk_path
 from pqueue.io.fs import FileMutex, FileSystem, Lock, OsFileSystem, Watch
 from pqueue.io.shell import Shell, check_regular, observe
 
-__all__ = ["PEER_PREFIX", "SharedShell", "join", "peer_path", "shared_path"]
+__all__ = ["PEER_PREFIX", "DeadLetterSink", "SharedShell", "join", "peer_path", "shared_path"]
 
 PEER_PREFIX = "peer-"
 _RESYNC = 2  # a flag of the snapshot's busy byte: ``Ledger.resync``
@@ -122,6 +126,24 @@ def peer_path(directory: str, owner: int) -> str:
     return f"{directory}/{PEER_PREFIX}{owner:016x}"
 
 
+class DeadLetterSink(Protocol):
+    """Where a queue with ``max_attempts`` moves the items that ran out of attempts: its
+    dead-letter queue, opened when first needed."""
+
+    def head(self) -> int:
+        """The seq the next dead letter will get (the dead-letter queue's head)."""
+        ...
+
+    def bury(self, record: bytes) -> None:
+        """Put one dead-letter record (durable on return in fsync mode)."""
+        ...
+
+    def origins(self) -> list[int]:
+        """The seqs (in the queue they came from) of the dead letters not acknowledged in
+        the dead-letter queue; none when it does not exist."""
+        ...
+
+
 class SharedShell(Shell):
     """A ``Shell`` with holds, shared with other participants when ``shared`` is set.
 
@@ -150,6 +172,11 @@ class SharedShell(Shell):
         self._counter = 0
         self._published = state  # the state in that snapshot
         self._changed = False  # whether the holds changed since
+        # Dead letters: the limit on deliveries (None: none), where items beyond it go,
+        # and the item being moved there now, with the dead-letter queue's head before.
+        self.max_attempts: int | None = None
+        self.sink: DeadLetterSink | None = None
+        self._moving: tuple[int, int] | None = None
 
     # --- the critical section ------------------------------------------------------------
 
@@ -218,12 +245,15 @@ class SharedShell(Shell):
         state = self.state
         ledger = state.ledger
         self._counter += 1
+        moving = self._moving
+        if moving is not None:
+            busy |= BUSY_MOVE
         snap = Snapshot(
             self._boot, self._counter, busy | (_RESYNC if ledger.resync else 0),
             state.head, state.head_offset, state.read, state.read_offset, state.tail,
             state.size, state.outstanding, state.ack_offset, ledger.alloc, ledger.crossings,
             ledger.ack_capacity, ledger.checkpoint.ack_generation, state.acked,
-            tuple(sorted(self.holds.values())), tuple(sorted(self.prior.items())),
+            tuple(sorted(self.holds.values())), tuple(sorted(self.prior.items())), moving,
         )
         data = encode_snapshot(snap)
         self.fs.write(self.path, data, 0)
@@ -253,6 +283,8 @@ class SharedShell(Shell):
             # from the state it recorded, over whichever ``info`` it left.
             self.checkpoint()
             self._changed = True
+        if snap.moving is not None:
+            self.finish_move(*snap.moving)  # it died moving an item to the dead letters
 
     def _adopt(self, snap: Snapshot) -> None:
         """Make what ``snap`` says current (the holds too)."""
@@ -299,33 +331,119 @@ class SharedShell(Shell):
 
         Items given back come first, in put order, then the item at the read position.
         ``lease`` (seconds, 0: none) is how long the delivery may stay unacknowledged
-        before it is given back.
+        before it is given back. With ``max_attempts`` set, an item delivered that many
+        times already is moved to the dead-letter queue instead (``_bury``), and the next
+        one is delivered.
         """
         deadline = now + lease if lease else 0.0
-        waiting = self.waiting
-        if waiting:
-            holds = self.holds
-            for i, seq in enumerate(waiting):
-                hold = holds[seq]
-                if hold.deadline <= now:
+        limit = self.max_attempts
+        holds = self.holds
+        while True:
+            waiting = self.waiting
+            if waiting:
+                i = next((i for i, seq in enumerate(waiting) if holds[seq].deadline <= now), -1)
+                if i >= 0:
+                    seq = waiting[i]
+                    hold = holds[seq]
                     payload = self._read_record(seq, hold.offset)
                     del waiting[i]
                     self.state = transitions.lend_again(self.state)
+                    self._changed = True
+                    if limit is not None and hold.attempt >= limit:
+                        holds[seq] = Hold(seq, hold.offset, self.me, hold.attempt, 0.0)
+                        self._bury(seq, hold.attempt, payload)
+                        continue
                     attempt = hold.attempt + 1
                     holds[seq] = Hold(seq, hold.offset, self.me, attempt, deadline)
-                    self._changed = True
                     return seq, payload, attempt
-            if self.state.size <= len(waiting):
+                if self.state.size <= len(waiting):
+                    return None
+            elif not self.state.size:
                 return None
-        elif not self.state.size:
-            return None
-        seq, payload = self.take()
-        attempt = 1
-        if self.prior:
-            attempt += self.prior.pop(seq, 0)
-            self._changed = True
-        self.holds[seq] = _new(Hold, (seq, self.taken_at, self.me, attempt, deadline))
-        return seq, payload, attempt
+            seq, payload = self.take()
+            attempt = 1
+            if self.prior:
+                prior = self.prior.pop(seq, 0)
+                self._changed = True
+                if prior == BURIED:  # its dead letter is in the dead-letter queue already
+                    holds[seq] = Hold(seq, self.taken_at, self.me, 0, 0.0)
+                    self.settle(seq)
+                    continue
+                attempt += prior
+            if limit is not None and attempt > limit:
+                holds[seq] = Hold(seq, self.taken_at, self.me, attempt - 1, 0.0)
+                self._bury(seq, attempt - 1, payload)
+                continue
+            holds[seq] = _new(Hold, (seq, self.taken_at, self.me, attempt, deadline))
+            return seq, payload, attempt
+
+    # --- dead letters ----------------------------------------------------------------------
+
+    def _bury(self, seq: int, attempts: int, payload: bytes) -> None:
+        """Move item ``seq`` (held by this participant, delivered ``attempts`` times) to the
+        dead-letter queue: put its dead letter there (durably), then acknowledge it here.
+
+        Once: the shared state says the move is under way (the item and the dead-letter
+        queue's head) before the dead letter is put. A participant that finds it so (this
+        one died in between) finishes the move, putting the dead letter only if the head
+        says it is not there (``finish_move``). A recovery from the durable files finds the
+        dead letters not acknowledged here in the dead-letter queue (``recall_buried``).
+        """
+        sink = self.sink
+        if sink is None:
+            raise RuntimeError("a queue with max_attempts needs its dead-letter queue")
+        head = sink.head()
+        self._moving = (seq, head)
+        try:
+            if self.shared:
+                self._publish()
+            sink.bury(encode_dead_letter(seq, attempts, payload))
+        except BaseException:
+            # Not put, unless the head moved (it failed after): then finish the move.
+            landed = False
+            with contextlib.suppress(Exception):
+                landed = sink.head() > head
+            if not landed:
+                self._moving = None
+                self._return([self.holds[seq]])
+                raise
+        self.settle(seq)
+        self._moving = None
+        self._changed = True
+
+    def finish_move(self, seq: int, head: int) -> None:
+        """Finish the move of item ``seq`` to the dead-letter queue that a participant
+        started and did not finish (it died, or broke): put its dead letter if the
+        dead-letter queue's head is still ``head``, then acknowledge it here."""
+        hold = self.holds.get(seq)
+        sink = self.sink
+        if hold is None or sink is None:
+            return
+        if not hold.owner:
+            self.waiting.remove(seq)
+            self.state = transitions.lend_again(self.state)
+        self.holds[seq] = Hold(seq, hold.offset, self.me, hold.attempt, 0.0)
+        self._moving = (seq, head)
+        self._changed = True
+        if sink.head() <= head:
+            payload = self._read_record(seq, hold.offset)
+            sink.bury(encode_dead_letter(seq, hold.attempt, payload))
+        self.settle(seq)
+        self._moving = None
+
+    def recall_buried(self) -> None:
+        """After a recovery from the durable files: mark the items whose dead letter waits
+        in the dead-letter queue although they were not acknowledged here (a move cut short
+        between the two) to be acknowledged, not delivered, when they are reached."""
+        sink = self.sink
+        if sink is None:
+            return
+        state = self.state
+        acked = state.acked
+        for seq in sink.origins():
+            if state.tail <= seq < state.head and not (acked and ranges.contains(acked, seq)):
+                self.prior[seq] = BURIED
+                self._changed = True
 
     def settle(self, seq: int) -> None:
         """Acknowledge item ``seq``, held by this participant.
@@ -454,7 +572,10 @@ def _read_info(fs: FileSystem, config: Config) -> Info:
     return info
 
 
-def join(fs: FileSystem, config: Config, me: int | None = None) -> SharedShell:
+def join(
+    fs: FileSystem, config: Config, me: int | None = None, *,
+    sink: DeadLetterSink | None = None, max_attempts: int | None = None,
+) -> SharedShell:
     """Open the queue in ``config.directory`` as participant ``me``, beside any others
     (None: the number of the state's next version, unique among the participants since the
     state was last recovered; reproducible on a simulated disk).
@@ -463,7 +584,8 @@ def join(fs: FileSystem, config: Config, me: int | None = None) -> SharedShell:
     durable files (``observe``, as an exclusive queue does) unless ``shared`` was written
     during this boot of the machine and agrees with ``info`` (everyone before it died or
     closed: what it says is still true, and it keeps the attempt counts). One that finds
-    others adopts what ``shared`` says.
+    others adopts what ``shared`` says (finishing a checkpoint or a move to the dead
+    letters that the last participant died in). ``sink`` is the queue's dead-letter queue.
     """
     directory = config.directory
     spath = shared_path(directory)
@@ -478,12 +600,15 @@ def join(fs: FileSystem, config: Config, me: int | None = None) -> SharedShell:
     mask = _signal_mask()  # signals wait, as for every operation (``SharedShell.enter``)
     try:
         _block_signals()
-        return _join(fs, config, me, spath, lpath)
+        return _join(fs, config, me, spath, lpath, sink, max_attempts)
     finally:
         _restore_signals(mask)
 
 
-def _join(fs: FileSystem, config: Config, me: int | None, spath: str, lpath: str) -> SharedShell:
+def _join(
+    fs: FileSystem, config: Config, me: int | None, spath: str, lpath: str,
+    sink: DeadLetterSink | None, max_attempts: int | None,
+) -> SharedShell:
     directory = config.directory
     op = fs.lock(spath, blocking=True)
     try:
@@ -497,7 +622,8 @@ def _join(fs: FileSystem, config: Config, me: int | None, spath: str, lpath: str
         try:
             if alone is None:
                 member = _member(fs, lpath, directory)
-            shell = _open(fs, config, spath, alone is not None)
+            shell = _open(fs, config, spath, alone is not None, sink)
+            shell.max_attempts = max_attempts
             shell.me = shell._counter + 1 if me is None else me
             if alone is not None:
                 alone.release()
@@ -543,7 +669,9 @@ def _member(fs: FileSystem, lpath: str, directory: str) -> Lock:
         raise QueueLocked(directory) from None
 
 
-def _open(fs: FileSystem, config: Config, spath: str, alone: bool) -> SharedShell:
+def _open(
+    fs: FileSystem, config: Config, spath: str, alone: bool, sink: DeadLetterSink | None
+) -> SharedShell:
     boot = fs.boot_id()
     snap = decode_snapshot(fs.read(spath))
     if not alone:
@@ -552,7 +680,7 @@ def _open(fs: FileSystem, config: Config, spath: str, alone: bool) -> SharedShel
                 f"{spath}: the shared state of the queue is missing or damaged while other "
                 "participants have it open; close every Queue on it and open it again"
             )
-        return _adopted(fs, config, snap, boot)
+        return _adopted(fs, config, snap, boot, sink)
     # No other participant: recover from the durable files, as an exclusive queue does
     # (with every check of their integrity), and keep only the attempt counts of the
     # shared state, if it was written during this boot of the machine.
@@ -563,6 +691,8 @@ def _open(fs: FileSystem, config: Config, spath: str, alone: bool) -> SharedShel
         shell._counter = snap.counter
         if boot is not None and snap.boot == boot:
             shell.prior = _counts(shell.state, snap)
+    shell.sink = sink
+    shell.recall_buried()
     return shell
 
 
@@ -577,7 +707,10 @@ def _counts(state: QueueState, snap: Snapshot) -> dict[int, int]:
     }
 
 
-def _adopted(fs: FileSystem, config: Config, snap: Snapshot, boot: str | None) -> SharedShell:
+def _adopted(
+    fs: FileSystem, config: Config, snap: Snapshot, boot: str | None,
+    sink: DeadLetterSink | None,
+) -> SharedShell:
     """A shell for the state ``snap`` records (and the ``info`` it refers to)."""
     info = _read_info(fs, config)
     config = attrs.evolve(config, chunksize=info.chunksize, salt=info.salt)
@@ -588,9 +721,12 @@ def _adopted(fs: FileSystem, config: Config, snap: Snapshot, boot: str | None) -
     shell = SharedShell(fs, placeholder)
     shell._boot = snap.boot if boot is None else boot
     shell.shared = True
+    shell.sink = sink
     shell._adopt(snap)
     if snap.busy & BUSY_CHECKPOINT:
         shell.checkpoint()  # the last participant died in the middle of one: make it again
+    if snap.moving is not None:
+        shell.finish_move(*snap.moving)  # or in the middle of a move to the dead letters
     return shell
 
 

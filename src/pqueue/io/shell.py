@@ -18,6 +18,7 @@ import errno
 import logging
 import operator
 import struct
+from collections.abc import Iterator
 from typing import SupportsIndex, overload
 
 from pqueue.core import ranges, transitions
@@ -27,6 +28,7 @@ from pqueue.core.codec import (
     ByteSource,
     Corrupt,
     Incomplete,
+    Record,
     decode,
     decode_block,
     find_record,
@@ -463,6 +465,33 @@ class Shell:
             if delivered:
                 self.taken_at = old.read_offset
                 return seq, payload
+
+    def backlog(self) -> Iterator[tuple[int, bytes]]:
+        """Every item not acknowledged (delivered or not), in put order: ``(seq, payload)``,
+        read from the chunk files without changing anything. A damaged record raises
+        ``CorruptQueueError`` naming its file and offset."""
+        state = self.state
+        config = state.config
+        cs = config.chunksize
+        acked = state.acked
+        for number in range(state.tail // cs, (state.head + cs - 1) // cs):
+            path = chunk_path(config, number)
+            last = number == state.head // cs
+            end = state.head_offset if last else self.fs.size(path)
+            buf = self._read(path, 0, end)
+            pos = 0
+            seq = number * cs
+            stop = min(state.head, (number + 1) * cs)  # the rest is preallocated zeros
+            while seq < stop:
+                rec = decode(buf, pos, ITEM_MAGIC, config.salt, 0)
+                if type(rec) is not Record or not seq <= rec.seq < (number + 1) * cs:
+                    reason = rec.reason if isinstance(rec, Corrupt) else "not the item expected"
+                    raise CorruptQueueError(path, pos, reason)
+                seq = rec.seq
+                if seq >= state.tail and not (acked and ranges.contains(acked, seq)):
+                    yield seq, buf[rec.start : rec.end]
+                pos = rec.end
+                seq += 1
 
     def discard_damaged(self) -> int:
         """Discard the damaged item at the read position and any damaged ones after it, up to
