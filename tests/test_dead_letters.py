@@ -15,11 +15,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from typing import TypeVar
 
 import pytest
 
 from pqueue import DeadLetter, Empty, Queue
 from pqueue.core.deadletter import decode_dead_letter, encode_dead_letter
+
+T = TypeVar("T")
 
 # A consumer that dies (SIGKILL) right after the dead letter of the item it moves was put,
 # before the item is acknowledged in its queue.
@@ -45,9 +48,9 @@ def die_after_the_dead_letter(qdir: str) -> None:
     assert proc.returncode == -signal.SIGKILL, proc.stderr
 
 
-def drain_dead(q: Queue[object]) -> list[DeadLetter[object]]:
+def drain_dead(q: Queue[T]) -> list[DeadLetter[T]]:
     """Every dead letter of ``q``, acknowledged."""
-    out = []
+    out: list[DeadLetter[T]] = []
     while True:
         try:
             d = q.dead_letters.get_delivery(timeout=0)
@@ -171,7 +174,7 @@ def test_a_dead_letter_put_back_into_the_queue_starts_again(qdir: str) -> None:
 def test_the_dead_letter_queue_refuses_puts(qdir: str) -> None:
     with Queue[int](qdir, max_attempts=1) as q:
         with pytest.raises(TypeError, match="only by moving them"):
-            q.dead_letters.put(DeadLetter(1, 1, 0))  # type: ignore[arg-type]
+            q.dead_letters.put(DeadLetter(1, 1, 0))
         assert q.dead_letters.qsize() == 0
 
 
