@@ -25,6 +25,8 @@ finds it set knows the one before it died in the middle of one, and finishes it.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import struct
 import zlib
 from typing import NamedTuple
@@ -53,6 +55,8 @@ _COUNT = struct.Struct("<I")
 _HOLD = struct.Struct("<qqQId")
 _ATTEMPT = struct.Struct("<qI")
 _MAX_BOOT = 255
+_new = tuple.__new__
+_flat = itertools.chain.from_iterable
 
 
 class Hold(NamedTuple):
@@ -102,28 +106,32 @@ class Snapshot(NamedTuple):
     moving: tuple[int, int] | None = None
 
 
+@functools.lru_cache(maxsize=256)
+def _layout(acked: int, holds: int, attempts: int) -> struct.Struct:
+    """The body after the boot id, for these counts, as one struct."""
+    return struct.Struct(
+        f"<Q14qI{acked}qI{'qqQId' * holds}I{'qI' * attempts}"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _boot_bytes(boot: str) -> bytes:
+    return boot.encode("ascii", "replace")[:_MAX_BOOT]
+
+
 def encode_snapshot(snap: Snapshot) -> bytes:
     """The bytes of ``snap``."""
-    boot = snap.boot.encode("ascii", "replace")[:_MAX_BOOT]
+    boot = _boot_bytes(snap.boot)
     acked = snap.acked
     holds = snap.holds
-    parts = [
-        boot,
-        _FIXED.pack(
-            snap.counter, snap.head, snap.head_offset, snap.read, snap.read_offset, snap.tail,
-            snap.size, snap.outstanding, snap.ack_offset, snap.alloc, snap.crossings,
-            snap.ack_capacity, snap.generation,
-            *(snap.moving if snap.moving is not None else (-1, -1)),
-        ),
-        _COUNT.pack(len(acked)),
-        struct.pack(f"<{len(acked)}q", *acked),
-        _COUNT.pack(len(holds)),
-    ]
-    pack = _HOLD.pack
-    parts.extend(pack(*hold) for hold in holds)
-    parts.append(_COUNT.pack(len(snap.attempts)))
-    parts.extend(_ATTEMPT.pack(seq, n) for seq, n in snap.attempts)
-    body = b"".join(parts)
+    attempts = snap.attempts
+    moving = snap.moving if snap.moving is not None else (-1, -1)
+    body = boot + _layout(len(acked), len(holds), len(attempts)).pack(
+        snap.counter, snap.head, snap.head_offset, snap.read, snap.read_offset, snap.tail,
+        snap.size, snap.outstanding, snap.ack_offset, snap.alloc, snap.crossings,
+        snap.ack_capacity, snap.generation, *moving,
+        len(acked), *acked, len(holds), *_flat(holds), len(attempts), *_flat(attempts),
+    )
     crc = zlib.crc32(body, zlib.crc32(bytes((snap.busy, len(boot)))))
     return _HEAD.pack(MAGIC, VERSION, snap.busy, len(boot), crc, len(body)) + body
 
@@ -151,27 +159,26 @@ def decode_snapshot(data: bytes) -> Snapshot | None:
         return None
     try:
         boot = body[:boot_length].decode("ascii")
-        pos = boot_length
-        fixed = _FIXED.unpack_from(body, pos)
-        pos += _FIXED.size
-        (count,) = _COUNT.unpack_from(body, pos)
-        pos += _COUNT.size
-        acked = struct.unpack_from(f"<{count}q", body, pos)
-        pos += 8 * count
-        (count,) = _COUNT.unpack_from(body, pos)
-        pos += _COUNT.size
-        holds = tuple(Hold(*_HOLD.unpack_from(body, pos + i * _HOLD.size)) for i in range(count))
-        pos += count * _HOLD.size
-        (count,) = _COUNT.unpack_from(body, pos)
-        pos += _COUNT.size
-        attempts = tuple(
-            _ATTEMPT.unpack_from(body, pos + i * _ATTEMPT.size) for i in range(count)
-        )
-        pos += count * _ATTEMPT.size
+        pos = boot_length + _FIXED.size
+        (acked_count,) = _COUNT.unpack_from(body, pos)
+        pos += _COUNT.size + 8 * acked_count
+        (hold_count,) = _COUNT.unpack_from(body, pos)
+        pos += _COUNT.size + _HOLD.size * hold_count
+        (attempt_count,) = _COUNT.unpack_from(body, pos)
+        if pos + _COUNT.size + _ATTEMPT.size * attempt_count != len(body):
+            return None
+        values = _layout(acked_count, hold_count, attempt_count).unpack_from(body, boot_length)
     except (struct.error, UnicodeDecodeError):
         return None
-    if pos != len(body):
-        return None
+    fixed = values[:15]
+    pos = 16
+    acked = values[pos : pos + acked_count]
+    pos += acked_count + 1
+    holds = tuple(
+        _new(Hold, values[i : i + 5]) for i in range(pos, pos + 5 * hold_count, 5)
+    )
+    pos += 5 * hold_count + 1
+    attempts = tuple(values[i : i + 2] for i in range(pos, pos + 2 * attempt_count, 2))
     (counter, head, head_offset, read, read_offset, tail, size_, outstanding, ack_offset,
      alloc, crossings, ack_capacity, generation, moving_seq, moving_head) = fixed
     return Snapshot(

@@ -70,7 +70,7 @@ from pqueue.core.snapshot import (
 )
 from pqueue.core.state import Config, Ledger, QueueState, chunk_path
 from pqueue.io.fs import FileMutex, FileSystem, Lock, OsFileSystem, Watch
-from pqueue.io.shell import Shell, check_regular, observe
+from pqueue.io.shell import Shell, apply, check_regular, observe
 
 __all__ = ["PEER_PREFIX", "DeadLetterSink", "SharedShell", "join", "peer_path", "shared_path"]
 
@@ -216,14 +216,22 @@ class SharedShell(Shell):
         if op is None:
             return
         try:
-            if not self.dirty and (self._changed or self.state is not self._published):
-                self._publish()
-        finally:
-            self._op = None
             try:
-                op.release()
+                if not self.dirty and (self._changed or self.state is not self._published):
+                    self._publish()
             finally:
-                _restore_signals(self._sigmask)
+                self._op = None
+                op.release()
+            unsynced = self.unsynced
+            if unsynced is not None:
+                # An acknowledgement's record, written under the lock, made durable after
+                # it (signals still held back, so the call is whole when one lands): the
+                # fsyncs of several participants overlap instead of queueing for the lock.
+                # Its slot of the ack log stays its own until a checkpoint has recorded it.
+                self.unsynced = None
+                apply(self.fs, (unsynced,))
+        finally:
+            _restore_signals(self._sigmask)
 
     def abandon(self) -> None:
         """Let go of the lock on ``shared`` (if held: an exception may have landed between
@@ -630,6 +638,7 @@ def _join(
                 member = _member(fs, lpath, directory)
             shell.member = member
             shell.shared = True
+            shell.defer_sync = True
             if isinstance(fs, OsFileSystem):
                 shell._mutex = fs.mutex(spath)
             while True:

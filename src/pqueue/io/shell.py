@@ -278,6 +278,10 @@ class Shell:
         self.deferred: int | None = None
         # The offset in its chunk of the record ``take`` returned last.
         self.taken_at = 0
+        # Set by a shared shell: ``ack`` leaves the fsync of its record to the caller
+        # (``unsynced``), which makes it after the lock on the shared state is let go.
+        self.defer_sync = False
+        self.unsynced: Effect | None = None
 
     @classmethod
     def start(cls, fs: FileSystem, recovered: transitions.Recovered) -> Shell:
@@ -321,9 +325,19 @@ class Shell:
         """Make ``state`` current once its effects are applied; a checkpoint that moved the
         read position (a drained queue skips to the next chunk) empties the read-ahead."""
         if state.read != self.state.read:
-            self._records = []
-            self._next = 0
-            self._ahead = state.read
+            records = self._records
+            # Read on in the read-ahead when the read position moved forward within it
+            # (other participants took the items between), else drop it.
+            i = state.read - records[0][0] if records else -1
+            if (
+                0 < i < len(records) and records[i][0] == state.read
+                and records[i - 1][1] == state.read_offset
+            ):
+                self._next = i
+            else:
+                self._records = []
+                self._next = 0
+                self._ahead = state.read
         self.state = state
         self.dirty = False
 
@@ -428,6 +442,10 @@ class Shell:
         and checkpoint if one is due."""
         old = self.state
         state, effects = _ack(old, seq)
+        if self.defer_sync and len(effects) == 2:
+            # (the record, its fsync): the caller syncs once it let the others go on.
+            self.unsynced = effects[1]
+            effects = effects[:1]
         self.dirty = True
         apply(self.fs, effects)
         if state.read == old.read:
