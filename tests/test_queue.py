@@ -343,7 +343,7 @@ def test_the_directory_is_created_private(tmp_path: Path) -> None:
     Queue(path).close()
     assert path.is_dir()
     assert (path.stat().st_mode & 0o777) == 0o700
-    assert sorted(os.listdir(path)) == ["acks", "info", "lock", "shared"]
+    assert sorted(os.listdir(path)) == ["acks", "info", "lock", "ready", "shared"]
 
 
 def test_chunksize_is_recorded_and_wins_on_reopen(qdir: str) -> None:

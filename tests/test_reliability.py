@@ -650,7 +650,7 @@ def test_a_full_real_disk_still_opens_delivers_and_acknowledges(small_ext4: Path
             q.put(b"x" * 5000)
         (small_ext4 / "ballast").unlink()
         assert len(drain(q)) == n - 100
-    assert sorted(os.listdir(qdir)) == ["acks", "info", "lock", "shared"]
+    assert sorted(os.listdir(qdir)) == ["acks", "info", "lock", "ready", "shared"]
 
 
 # --- 9. special files where queue files go ---------------------------------------------------
@@ -843,7 +843,7 @@ def test_a_bytes_path_works(tmp_path: Path) -> None:
     with Queue[int](os.fsencode(target)) as q:
         q.put(1)
         assert q.path == str(target)
-    assert sorted(os.listdir(target)) == ["acks", "info", "lock", "q00000", "shared"]
+    assert sorted(os.listdir(target)) == ["acks", "info", "lock", "q00000", "ready", "shared"]
     with Queue[int](str(target)) as q:
         assert q.get() == 1
 
@@ -862,7 +862,7 @@ def test_a_drained_queue_keeps_no_large_chunk_after_close(qdir: str, durability:
         for _ in range(20):
             q.put(bytes(1024 * 1024))
         drain(q)
-    assert sorted(os.listdir(qdir)) == ["acks", "info", "lock", "shared"]
+    assert sorted(os.listdir(qdir)) == ["acks", "info", "lock", "ready", "shared"]
     with Queue[bytes](qdir, serializer=BYTES, durability=durability) as q:
         q.put(b"next")
         assert q.get() == b"next"
@@ -881,7 +881,7 @@ def test_a_drained_open_queue_deletes_its_chunks_within_a_bounded_time(
     while time.monotonic() < deadline and [n for n in os.listdir(qdir) if n.startswith("q")]:
         time.sleep(0.05)
     names = sorted(n for n in os.listdir(qdir) if not n.startswith("peer-"))  # q's own file
-    assert names == ["acks", "info", "lock", "shared"]
+    assert names == ["acks", "info", "lock", "ready", "shared"]
     q.put(b"more")
     assert q.get() == b"more"
     q.task_done()

@@ -180,6 +180,33 @@ def test_nack_gives_the_item_back_first_and_counts_attempts(qdir: str) -> None:
         assert q.unfinished_tasks == 0
 
 
+def test_a_get_blocked_in_one_object_wakes_when_another_gives_an_item_back(qdir: str) -> None:
+    """A waiting get wakes for changes that leave items waiting (here a nack), not only
+    for puts; acknowledgements and gets of the others do not wake it."""
+    a: Queue[str] = Queue(qdir)
+    b: Queue[str] = Queue(qdir)
+    a.put("x")
+    held = a.get_delivery(timeout=0)
+    got: list[str] = []
+    waiter = threading.Thread(target=lambda: got.append(b.get(timeout=10)))
+    waiter.start()
+    time.sleep(0.2)
+    a.put("y")  # wakes it: it gets "y"
+    waiter.join(10)
+    assert got == ["y"]
+    b.task_done()
+    waiter = threading.Thread(target=lambda: got.append(b.get(timeout=10)))
+    waiter.start()
+    time.sleep(0.2)
+    start = time.monotonic()
+    held.nack()
+    waiter.join(10)
+    assert got == ["y", "x"] and time.monotonic() - start < 1.0
+    b.task_done()
+    a.close()
+    b.close()
+
+
 def test_a_delayed_nack_lets_the_items_behind_it_through(qdir: str) -> None:
     with Queue[str](qdir) as q:
         q.put("slow")
@@ -278,4 +305,4 @@ def test_participants_leave_no_files_behind(qdir: str) -> None:
     assert len([n for n in os.listdir(qdir) if n.startswith("peer-")]) == 3
     for q in queues:
         q.close()
-    assert sorted(os.listdir(qdir)) == ["acks", "info", "lock", "shared"]
+    assert sorted(os.listdir(qdir)) == ["acks", "info", "lock", "ready", "shared"]

@@ -45,6 +45,7 @@ from pqueue.core.transitions import Command, Phase
 from pqueue.io.fs import FileSystem, Lock, OsFileSystem, Watch
 from pqueue.io.shared import (
     PEER_PREFIX,
+    READY,
     SharedShell,
     _block_signals,
     _restore_signals,
@@ -397,7 +398,7 @@ class Queue(Generic[T]):
         recovers from the durable files."""
         fs = self._fs
         for name in fs.listdir(directory):
-            if name == "shared" or name.startswith(PEER_PREFIX):
+            if name in ("shared", READY) or name.startswith(PEER_PREFIX):
                 with contextlib.suppress(FileNotFoundError):
                     fs.unlink(f"{directory}/{name}")
 
@@ -657,7 +658,9 @@ class Queue(Generic[T]):
         if not shell.shared:
             condition.wait(remaining)
             return
-        watch = shell.watch()  # made before letting go: no change after this is missed
+        # Made before letting go: no change after this is missed. A getter waits for a
+        # change that made items waiting; a putter or joiner for any change.
+        watch = shell.watch(items=condition is self.not_empty)
         self._watches.add(watch)
         try:
             self._leave()

@@ -80,6 +80,7 @@ _ROOM = 4096  # bytes the ``shared`` file is given at once
 _READ = 4096  # bytes of ``shared`` read at first; a larger snapshot is read whole after
 _new = tuple.__new__
 _LENGTH = struct.Struct("<I")
+READY = "ready"  # written whenever an operation leaves more items waiting than it found
 
 
 # The signals held back during an operation on a shared queue: all but those the kernel
@@ -163,6 +164,8 @@ class SharedShell(Shell):
         self.member: Lock | None = None  # shared lock on ``lock``
         self.peer: Lock | None = None  # exclusive lock on ``peer-<me>``
         self.path = shared_path(state.config.directory)
+        self.ready_path = f"{state.config.directory}/{READY}"
+        self._entered_size = 0  # the number of items waiting when the operation started
         self._boot = ""
         self._op: Lock | None = None
         self._sigmask: set[int] | None = None  # the signals blocked before ``enter``
@@ -200,6 +203,7 @@ class SharedShell(Shell):
             self._op = op
             try:
                 self._sync()
+                self._entered_size = self.state.size
             except BaseException:
                 self._op = None
                 op.release()
@@ -219,6 +223,8 @@ class SharedShell(Shell):
             try:
                 if not self.dirty and (self._changed or self.state is not self._published):
                     self._publish()
+                    if self.state.size > self._entered_size:
+                        self.fs.write(self.ready_path, b"\x01", 0)  # wakes getters waiting
             finally:
                 self._op = None
                 op.release()
@@ -540,11 +546,15 @@ class SharedShell(Shell):
         deadlines = [hold.deadline for hold in self.holds.values() if hold.deadline > 0.0]
         return min(deadlines) if deadlines else None
 
-    def watch(self) -> Watch:
-        """A watch on ``shared`` and on the files of the participants holding items."""
+    def watch(self, items: bool = False) -> Watch:
+        """A watch on the files of the participants holding items, and on ``shared`` (any
+        change) or, with ``items``, on ``ready`` (a change that made items waiting: a put,
+        a give-back), so that consumers waiting for an item do not all wake at every get
+        and acknowledgement of the others."""
         directory = self.state.config.directory
         owners = {hold.owner for hold in self.holds.values()} - {0, self.me}
-        return self.fs.watch(self.path, tuple(peer_path(directory, o) for o in owners))
+        path = self.ready_path if items else self.path
+        return self.fs.watch(path, tuple(peer_path(directory, o) for o in owners))
 
     def _read_record(self, seq: int, offset: int) -> bytes:
         """The payload of item ``seq``, whose record starts at ``offset`` of its chunk."""
@@ -622,6 +632,11 @@ def _join(
     try:
         fs.volatile(spath)
         _reserve(fs, spath, directory)
+        ready = f"{directory}/{READY}"
+        check_regular(fs, ready)
+        if not fs.exists(ready):
+            fs.write(ready, b"\x00", 0)
+        fs.volatile(ready)
         try:
             alone: Lock | None = fs.lock(lpath)
         except BlockingIOError:

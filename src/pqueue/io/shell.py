@@ -442,7 +442,7 @@ class Shell:
         and checkpoint if one is due."""
         old = self.state
         state, effects = _ack(old, seq)
-        if self.defer_sync and len(effects) == 2:
+        if self.defer_sync and len(effects) == 2 and type(effects[1]) is Fsync:
             # (the record, its fsync): the caller syncs once it let the others go on.
             self.unsynced = effects[1]
             effects = effects[:1]
