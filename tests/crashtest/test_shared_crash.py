@@ -77,6 +77,43 @@ class Model:
             del self.held[item]
 
 
+def operate(q: Queue[int], name: str, op: str, model: Model, deliveries: list[Delivery[int]],
+            where: str) -> None:
+    """Run ``op`` (put, get, ack or nack of the oldest delivery) as process ``name`` and
+    check it against ``model``, which it brings up to date; ``SimulatedCrash`` (the process
+    was killed) is raised once the model knows what may have happened."""
+    if op == "put":
+        item = model.next_item
+        model.next_item += 1
+        try:
+            q.put(item)
+        except SimulatedCrash:
+            model.maybe_put.add(item)
+            raise
+        model.put.append(item)
+    elif op == "get":
+        try:
+            d = q.get_delivery(block=False)
+        except Empty:
+            model.check_empty(where)
+            return
+        model.check_delivery(name, d.item, where)
+        model.held[d.item] = name
+        deliveries.append(d)
+    elif deliveries:
+        d = deliveries[0]
+        try:
+            d.ack() if op == "ack" else d.nack()
+        except SimulatedCrash:
+            if op == "ack":
+                model.maybe_acked.add(d.item)
+            raise
+        deliveries.pop(0)
+        del model.held[d.item]
+        if op == "ack":
+            model.acked.add(d.item)
+
+
 @attrs.define
 class Participant:
     name: str
@@ -135,39 +172,7 @@ def run(
         assert p.queue is not None
         where = f"step {step} {name}:{op} of {list(workload)}, kill {kill}"
         try:
-            if op == "put":
-                item = model.next_item
-                model.next_item += 1
-                try:
-                    p.queue.put(item)
-                except SimulatedCrash:
-                    model.maybe_put.add(item)
-                    raise
-                model.put.append(item)
-            elif op == "get":
-                try:
-                    d = p.queue.get_delivery(block=False)
-                except Empty:
-                    model.check_empty(where)
-                    continue
-                model.check_delivery(name, d.item, where)
-                model.held[d.item] = name
-                p.deliveries.append(d)
-            elif p.deliveries:
-                d = p.deliveries[0]
-                try:
-                    if op == "ack":
-                        d.ack()
-                    else:
-                        d.nack()
-                except SimulatedCrash:
-                    if op == "ack":
-                        model.maybe_acked.add(d.item)
-                    raise
-                p.deliveries.pop(0)
-                del model.held[d.item]
-                if op == "ack":
-                    model.acked.add(d.item)
+            operate(p.queue, name, op, model, p.deliveries, where)
         except SimulatedCrash:
             killed(p)
     # The survivors drain, and give back nothing: every item ends acknowledged.

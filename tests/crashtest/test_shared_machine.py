@@ -22,7 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from crashtest.exhaustive import TALLY
 from crashtest.queue_model import PATH, small_policy
-from crashtest.test_shared_crash import Model
+from crashtest.test_shared_crash import Model, operate
 from pqueue import Delivery, Empty, Queue
 from pqueue.crashtest import POWER_LOSS, SimulatedCrash, SimulatedDisk, SimulatedProcess
 
@@ -75,40 +75,9 @@ class TwoProcesses(RuleBasedStateMachine):
     def _do(self, name: str, op: str) -> None:
         """Run ``op`` as process ``name``; a ``SimulatedCrash`` (an armed kill) kills it."""
         q = self._live(name)
-        model = self.model
-        where = f"step {self.steps}: {name}:{op}"
         self.steps += 1
         try:
-            if op == "put":
-                item = model.next_item
-                model.next_item += 1
-                try:
-                    q.put(item)
-                except SimulatedCrash:
-                    model.maybe_put.add(item)
-                    raise
-                model.put.append(item)
-            elif op == "get":
-                try:
-                    d = q.get_delivery(block=False)
-                except Empty:
-                    model.check_empty(where)
-                    return
-                model.check_delivery(name, d.item, where)
-                model.held[d.item] = name
-                self.held[name].append(d)
-            elif self.held[name]:
-                d = self.held[name][0]
-                try:
-                    d.ack() if op == "ack" else d.nack()
-                except SimulatedCrash:
-                    if op == "ack":
-                        model.maybe_acked.add(d.item)
-                    raise
-                self.held[name].pop(0)
-                del model.held[d.item]
-                if op == "ack":
-                    model.acked.add(d.item)
+            operate(q, name, op, self.model, self.held[name], f"step {self.steps}: {name}:{op}")
         except SimulatedCrash:
             self._died(name)
 
