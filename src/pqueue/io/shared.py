@@ -10,13 +10,20 @@ default) keep the whole state, holds included, in the ``shared`` file
 - ``enter`` takes an exclusive lock on ``shared`` (blocking: other participants hold it for
   one operation at a time), and reads it; when another participant changed it since, the
   shell adopts what it says (re-reading ``info`` when a checkpoint was made meanwhile).
-- ``leave`` writes the state back (when it changed) and lets the lock go.
+- ``leave`` writes the state back (when it changed), writes ``ready`` when the operation
+  left more items waiting than it found (getters waiting in other processes watch it), lets
+  the lock go, and then makes an acknowledgement the operation wrote durable (its
+  ``fdatasync`` after the lock, so that several consumers' overlap).
 
 Liveness needs no clock: each participant holds an exclusive lock on a file of its own,
 ``peer-<id>``, for as long as it is open. A participant that finds it can take that lock
 (``FileSystem.probe``) knows its holder is gone (closed, collected, or its process died), and
 gives back what it held. Every participant also holds a *shared* lock on ``lock``, which a
 Queue opened with ``exclusive=True`` takes exclusively: the two kinds never mix.
+
+With ``max_attempts``, an item delivered that many times is moved to the dead-letter queue
+instead of being delivered again: its dead letter is put first, then it is acknowledged
+here, and a move cut short is finished once (``_bury``, ``finish_move``, ``recall_buried``).
 
 A participant that dies between two effects leaves ``shared`` as its last finished
 operation wrote it. The orphaned bytes it may have written past the head of a chunk or of
