@@ -17,8 +17,10 @@ processes saw it:
 - ``Empty`` only when no item is certainly waiting; the drain delivers everything
   acknowledged as put and not acknowledged as done.
 
-Then the whole machine loses power there (fsync mode): every crash state of the disk is
-reopened by a new process and drained, and checked as a single queue's recovery is.
+The workloads: every one of up to three operations, and every one of five that starts with
+a put by each process. Then the whole machine loses power there (fsync mode): every crash
+state of the disk is reopened by a new process and drained, and checked as a single
+queue's recovery is.
 """
 
 from __future__ import annotations
@@ -299,3 +301,30 @@ def test_two_processes_killed_at_every_point(
     if states:
         TALLY.count(f"two processes, then power loss ({durability})", states)
     assert runs > 1000 and (states > 1000 or durability != "fsync")
+
+
+# Workloads of five operations: one put by each process, then every sequence of three gets,
+# acknowledgements and nacks (the two items are delivered, handed back and forth, and
+# acknowledged in every order the two processes can make).
+PUTS: tuple[Op, ...] = (("a", "put"), ("b", "put"))
+AFTER_PUTS: tuple[Op, ...] = tuple((p, op) for p in PROCESSES for op in ("get", "ack", "nack"))
+
+
+def test_two_processes_killed_at_every_point_of_five_operations() -> None:
+    start = time.perf_counter()
+    runs = states = 0
+    for suffix in itertools.product(AFTER_PUTS, repeat=3):
+        workload = PUTS + suffix
+        ops = operations(workload, "fsync", 1)
+        for name in PROCESSES:
+            for n in range(ops[name] + 1):
+                disk, model = run(workload, "fsync", 1, (name, n))
+                runs += 1
+                if n % 5 == 0:
+                    states += check_power_loss(
+                        disk, model, "fsync", 1, f"{list(workload)} kill {name} after {n}",
+                    )
+    TALLY.count("two processes, five operations, one killed (fsync)", runs,
+                time.perf_counter() - start)
+    TALLY.count("two processes, five operations, then power loss (fsync)", states)
+    assert runs > 10000 and states > 10000
