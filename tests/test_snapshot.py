@@ -3,17 +3,22 @@ written, and anything else (torn, damaged, another version) reads as None."""
 
 from __future__ import annotations
 
+import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pqueue import Queue
 from pqueue.core.snapshot import (
     BURIED,
     Hold,
     Snapshot,
     decode_snapshot,
     encode_snapshot,
+    snapshot_of,
     snapshot_size,
+    state_of,
 )
+from pqueue.core.state import Policy
 
 seqs = st.integers(0, 2**62)
 holds = st.builds(
@@ -56,3 +61,41 @@ def test_a_snapshot_of_another_version_reads_as_none() -> None:
     raw = bytearray(encode_snapshot(snap))
     raw[4] = 1  # version 1: written before moves to the dead letters were recorded
     assert decode_snapshot(bytes(raw)) is None
+
+
+def test_the_state_reads_back_from_its_snapshot_at_every_step(qdir: str) -> None:
+    """``state_of`` inverts ``snapshot_of`` for every state a queue goes through: puts,
+    deliveries, acknowledgements out of order, chunk roll-overs and checkpoints."""
+    policy = Policy(checkpoint_every=1, checkpoint_when_drained=True, ack_log_bytes=75,
+                    prealloc_bytes=512)
+    q: Queue[int] = Queue(qdir, chunksize=2, policy=policy)
+    shell = q._shell
+    seen = 0
+
+    def check() -> None:
+        nonlocal seen
+        state = shell.state
+        snap = snapshot_of(state, "boot", 7, 0, (), (), None)
+        back = decode_snapshot(encode_snapshot(snap))
+        assert back is not None
+        again = state_of(back, state.config, state.ledger.checkpoint)
+        if state.head % state.config.chunksize == 0:
+            # At a chunk boundary the head's file is the next put's to create, whatever the
+            # state names (the chunk just filled, or the one a drained checkpoint skipped to).
+            again = again._replace(ledger=attrs.evolve(again.ledger,
+                                                       head_path=state.ledger.head_path))
+        assert again == state
+        seen += 1
+
+    deliveries = []
+    for i in range(7):
+        q.put(i)
+        check()
+        if i % 2:
+            deliveries.append(q.get_delivery(timeout=0))
+            check()
+    for d in reversed(deliveries):  # out of order: acked ranges
+        d.ack()
+        check()
+    q.close()
+    assert seen == 7 + 3 + 3

@@ -281,6 +281,10 @@ class Queue(Generic[T]):
         self._lock: Lock | None = None
         self._key: Hashable = None
 
+        # The dead-letter queue, opened when first needed (by a move, dead_letters, or an
+        # open that must look into it).
+        self._graveyard = _Graveyard(self.path, self._fs, fs, durability, codec, policy)
+
         # Signals wait while the directory is opened: a handler's exception landing between
         # taking the lock and noting who holds it would leave it held by nobody.
         mask = _signal_mask()
@@ -294,7 +298,6 @@ class Queue(Generic[T]):
                 else:
                     config = self._config(directory, tempdir, chunksize, durability, codec.name,
                                           policy)
-                    self._graveyard = _Graveyard(self.path, fs, durability, codec, policy)
                     self._shell = join(
                         self._fs, config, _new_id(self._fs),
                         sink=self._graveyard, max_attempts=max_attempts,
@@ -309,7 +312,6 @@ class Queue(Generic[T]):
                         self._forget_participants(directory)
                         shell = SharedShell.start(self._fs, recovered)
                         assert isinstance(shell, SharedShell)
-                        self._graveyard = _Graveyard(self.path, fs, durability, codec, policy)
                         shell.sink = self._graveyard
                         shell.max_attempts = max_attempts
                         shell.recall_buried()
@@ -1019,9 +1021,7 @@ class Queue(Generic[T]):
                 self._release_files(shell.state)
                 self._wake_all()
         self._unregister()
-        graveyard = getattr(self, "_graveyard", None)
-        if graveyard is not None:
-            graveyard.close()
+        self._graveyard.close()
 
     # --- as a dead-letter queue (the calls of ``_Graveyard``) -------------------------------
 
@@ -1176,11 +1176,12 @@ class _Graveyard:
     lets it go at once."""
 
     def __init__(
-        self, directory: str, fs: FileSystem | None, durability: Durability,
-        codec: NamedSerializer, policy: Policy | None,
+        self, directory: str, looker: FileSystem, fs: FileSystem | None,
+        durability: Durability, codec: NamedSerializer, policy: Policy | None,
     ) -> None:
         self.directory = f"{directory}/{DEAD_LETTERS}"
-        self._fs = fs
+        self._looker = looker  # the queue's own FileSystem, to look for the directory
+        self._fs = fs  # what the dead-letter queue opens with (None: a real one of its own)
         self._durability = durability
         self._serializer = dead_letter_serializer(codec)
         self._policy = policy
@@ -1205,8 +1206,7 @@ class _Graveyard:
         self.open()._bury(record)
 
     def origins(self) -> list[int]:
-        fs = self._fs if self._fs is not None else OsFileSystem()
-        if self._queue is None and not fs.exists(f"{self.directory}/info"):
+        if self._queue is None and not self._looker.exists(f"{self.directory}/info"):
             return []
         return self.open()._origins()
 

@@ -31,20 +31,27 @@ import struct
 import zlib
 from typing import NamedTuple
 
+from pqueue.core.codec import Info
+from pqueue.core.state import Config, Ledger, QueueState, chunk_path
+
 __all__ = [
     "BURIED",
     "BUSY_CHECKPOINT",
     "BUSY_MOVE",
+    "BUSY_RESYNC",
     "Hold",
     "Snapshot",
     "decode_snapshot",
     "encode_snapshot",
+    "snapshot_of",
+    "state_of",
 ]
 
 MAGIC = b"PQSH"
 VERSION = 2
 BUSY_CHECKPOINT = 1
-BUSY_MOVE = 4  # (2 is ``Ledger.resync``, kept by the shell)
+BUSY_RESYNC = 2  # ``Ledger.resync``
+BUSY_MOVE = 4
 # An attempt count that says: the item is in the dead-letter queue already (its move was
 # interrupted after the dead letter was put), and is to be acknowledged, not delivered.
 BURIED = 0xFFFFFFFF
@@ -104,6 +111,37 @@ class Snapshot(NamedTuple):
     # An item being moved to the dead-letter queue: (seq, the dead-letter queue's head
     # before its dead letter was put), or None.
     moving: tuple[int, int] | None = None
+
+
+def snapshot_of(
+    state: QueueState, boot: str, counter: int, busy: int, holds: tuple[Hold, ...],
+    attempts: tuple[tuple[int, int], ...], moving: tuple[int, int] | None,
+) -> Snapshot:
+    """The snapshot of ``state`` (with the participants' holds and carried-over attempt
+    counts, and the move to the dead letters under way, if any)."""
+    ledger = state.ledger
+    if ledger.resync:
+        busy |= BUSY_RESYNC
+    if moving is not None:
+        busy |= BUSY_MOVE
+    return Snapshot(
+        boot, counter, busy, state.head, state.head_offset, state.read, state.read_offset,
+        state.tail, state.size, state.outstanding, state.ack_offset, ledger.alloc,
+        ledger.crossings, ledger.ack_capacity, ledger.checkpoint.ack_generation,
+        state.acked, holds, attempts, moving,
+    )
+
+
+def state_of(snap: Snapshot, config: Config, checkpoint: Info) -> QueueState:
+    """The state ``snap`` records, for a queue of ``config`` whose ``info`` holds
+    ``checkpoint``: the inverse of ``snapshot_of``."""
+    head_path = chunk_path(config, snap.head // config.chunksize)
+    return QueueState(
+        config, snap.head, snap.head_offset, snap.read, snap.read_offset, snap.tail,
+        snap.acked, snap.size, snap.outstanding, snap.ack_offset,
+        Ledger(checkpoint, head_path, snap.alloc, snap.crossings, snap.ack_capacity,
+               bool(snap.busy & BUSY_RESYNC)),
+    )
 
 
 @functools.lru_cache(maxsize=256)

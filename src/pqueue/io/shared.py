@@ -39,7 +39,6 @@ import bisect
 import contextlib
 import importlib
 import signal
-import struct
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -48,18 +47,12 @@ import attrs
 from pqueue.core import ranges, transitions
 from pqueue.core.codec import (
     ACK_RECORD_SIZE,
-    HEADER_SIZE,
-    ITEM_MAGIC,
-    Incomplete,
     Info,
-    Record,
-    decode,
     decode_info,
 )
 from pqueue.core.deadletter import encode_dead_letter
 from pqueue.core.effects import Effect, Replace
 from pqueue.core.errors import (
-    CorruptQueueError,
     LeaseExpiredError,
     QueueLocked,
     SerializerMismatchError,
@@ -68,12 +61,13 @@ from pqueue.core.errors import (
 from pqueue.core.snapshot import (
     BURIED,
     BUSY_CHECKPOINT,
-    BUSY_MOVE,
     Hold,
     Snapshot,
     decode_snapshot,
     encode_snapshot,
+    snapshot_of,
     snapshot_size,
+    state_of,
 )
 from pqueue.core.state import Config, Ledger, QueueState, chunk_path
 from pqueue.io.fs import FileMutex, FileSystem, Lock, OsFileSystem, Watch
@@ -82,11 +76,9 @@ from pqueue.io.shell import Shell, apply, check_regular, observe
 __all__ = ["PEER_PREFIX", "DeadLetterSink", "SharedShell", "join", "peer_path", "shared_path"]
 
 PEER_PREFIX = "peer-"
-_RESYNC = 2  # a flag of the snapshot's busy byte: ``Ledger.resync``
 _ROOM = 4096  # bytes the ``shared`` file is given at once
 _READ = 4096  # bytes of ``shared`` read at first; a larger snapshot is read whole after
 _new = tuple.__new__
-_LENGTH = struct.Struct("<I")
 READY = "ready"  # written whenever an operation leaves more items waiting than it found
 
 
@@ -264,19 +256,11 @@ class SharedShell(Shell):
 
     def _publish(self, busy: int = 0) -> None:
         state = self.state
-        ledger = state.ledger
         self._counter += 1
-        moving = self._moving
-        if moving is not None:
-            busy |= BUSY_MOVE
-        snap = Snapshot(
-            self._boot, self._counter, busy | (_RESYNC if ledger.resync else 0),
-            state.head, state.head_offset, state.read, state.read_offset, state.tail,
-            state.size, state.outstanding, state.ack_offset, ledger.alloc, ledger.crossings,
-            ledger.ack_capacity, ledger.checkpoint.ack_generation, state.acked,
-            tuple(sorted(self.holds.values())), tuple(sorted(self.prior.items())), moving,
-        )
-        data = encode_snapshot(snap)
+        data = encode_snapshot(snapshot_of(
+            state, self._boot, self._counter, busy, tuple(sorted(self.holds.values())),
+            tuple(sorted(self.prior.items())), self._moving,
+        ))
         self.fs.write(self.path, data, 0)
         self._seen = data
         self._published = state
@@ -321,16 +305,9 @@ class SharedShell(Shell):
                     f"queue refers to ({snap.generation}); close every Queue on it and open "
                     "it again"
                 )
-        cs = config.chunksize
-        head_path = chunk_path(config, snap.head // cs)
-        if old.ledger.head_path != head_path:
+        state = state_of(snap, config, checkpoint)
+        if old.ledger.head_path != state.ledger.head_path:
             self.fs.release(old.ledger.head_path)
-        state = QueueState(
-            config, snap.head, snap.head_offset, snap.read, snap.read_offset, snap.tail,
-            snap.acked, snap.size, snap.outstanding, snap.ack_offset,
-            Ledger(checkpoint, head_path, snap.alloc, snap.crossings, snap.ack_capacity,
-                   bool(snap.busy & _RESYNC)),
-        )
         self._commit(state)  # empties the read-ahead if the read position moved
         self.holds = {hold.seq: hold for hold in snap.holds}
         self.waiting = [hold.seq for hold in snap.holds if not hold.owner]
@@ -366,7 +343,7 @@ class SharedShell(Shell):
                 if i >= 0:
                     seq = waiting[i]
                     hold = holds[seq]
-                    payload = self._read_record(seq, hold.offset)
+                    payload = self.read_record(seq, hold.offset)
                     del waiting[i]
                     self.state = transitions.lend_again(self.state)
                     self._changed = True
@@ -447,7 +424,7 @@ class SharedShell(Shell):
         self._moving = (seq, head)
         self._changed = True
         if sink.head() <= head:
-            payload = self._read_record(seq, hold.offset)
+            payload = self.read_record(seq, hold.offset)
             sink.bury(encode_dead_letter(seq, hold.attempt, payload))
         self.settle(seq)
         self._moving = None
@@ -562,20 +539,6 @@ class SharedShell(Shell):
         owners = {hold.owner for hold in self.holds.values()} - {0, self.me}
         path = self.ready_path if items else self.path
         return self.fs.watch(path, tuple(peer_path(directory, o) for o in owners))
-
-    def _read_record(self, seq: int, offset: int) -> bytes:
-        """The payload of item ``seq``, whose record starts at ``offset`` of its chunk."""
-        config = self.state.config
-        path = chunk_path(config, seq // config.chunksize)
-        buf = self._read(path, offset, 64 * 1024)
-        rec = decode(buf, 0, ITEM_MAGIC, config.salt, offset)
-        if type(rec) is Incomplete and len(buf) >= HEADER_SIZE:
-            (length,) = _LENGTH.unpack_from(buf, 5)
-            buf = self._read(path, offset, HEADER_SIZE + length)
-            rec = decode(buf, 0, ITEM_MAGIC, config.salt, offset)
-        if type(rec) is not Record or rec.seq != seq:
-            raise CorruptQueueError(path, offset, f"item {seq}, to be delivered again, is damaged")
-        return buf[rec.start : rec.end]
 
     # --- leaving --------------------------------------------------------------------------
 

@@ -494,22 +494,17 @@ class Shell:
         acked = state.acked
         for number in range(state.tail // cs, (state.head + cs - 1) // cs):
             path = chunk_path(config, number)
-            last = number == state.head // cs
-            end = state.head_offset if last else self.fs.size(path)
+            end = state.head_offset if number == state.head // cs else self.fs.size(path)
             buf = self._read(path, 0, end)
-            pos = 0
-            seq = number * cs
-            stop = min(state.head, (number + 1) * cs)  # the rest is preallocated zeros
-            while seq < stop:
-                rec = decode(buf, pos, ITEM_MAGIC, config.salt, 0)
-                if type(rec) is not Record or not seq <= rec.seq < (number + 1) * cs:
-                    reason = rec.reason if isinstance(rec, Corrupt) else "not the item expected"
-                    raise CorruptQueueError(path, pos, reason)
-                seq = rec.seq
+            stop = min(state.head, (number + 1) * cs)  # after it: preallocated zeros
+            records = decode_block(buf, 0, ITEM_MAGIC, cs, config.salt)
+            if not records or records[-1][0] < stop - 1:
+                at = records[-1][1] if records else 0
+                self._one_record(path, at, buf[at:])  # names the damage there
+                raise CorruptQueueError(path, at, "an item record is missing")
+            for seq, _end, payload in records:
                 if seq >= state.tail and not (acked and ranges.contains(acked, seq)):
-                    yield seq, buf[rec.start : rec.end]
-                pos = rec.end
-                seq += 1
+                    yield seq, payload
 
     def discard_damaged(self) -> int:
         """Discard the damaged item at the read position and any damaged ones after it, up to
@@ -610,23 +605,40 @@ class Shell:
             # The head chunk: only what was written is valid; what follows is preallocated.
             size = max(HEADER_SIZE, min(size, state.head_offset - offset))
         buf = self._read(path, offset, size)
-        salt = config.salt
-        records = decode_block(buf, offset, ITEM_MAGIC, cs - state.read % cs, salt)
+        records = decode_block(buf, offset, ITEM_MAGIC, cs - state.read % cs, config.salt)
         if not records:
-            rec = decode(buf, 0, ITEM_MAGIC, salt, offset)
-            if type(rec) is Incomplete and len(buf) >= HEADER_SIZE:
-                # One record larger than a block: read exactly it.
-                (length,) = _LENGTH.unpack_from(buf, 5)
-                buf = self._read(path, offset, HEADER_SIZE + length)
-                records = decode_block(buf, offset, ITEM_MAGIC, 1, salt)
-            if not records:
-                rec = decode(buf, 0, ITEM_MAGIC, salt, offset)
-                reason = rec.reason if isinstance(rec, Corrupt) else "the item record is truncated"
-                raise CorruptQueueError(path, offset, reason)
+            records = [self._one_record(path, offset, buf)]
         self._records = records
         self._next = 1
         self._ahead = records[-1][0] + 1
         return records[0]
+
+    def _one_record(self, path: str, offset: int, buf: bytes) -> tuple[int, int, bytes]:
+        """The record at ``offset`` of chunk ``path`` whose first bytes, read already, are
+        ``buf`` (read again whole when it is larger than they are), as ``(seq, end,
+        payload)``; ``CorruptQueueError`` naming the file and offset when it is not whole
+        and valid."""
+        salt = self.state.config.salt
+        rec = decode(buf, 0, ITEM_MAGIC, salt, offset)
+        if type(rec) is Incomplete and len(buf) >= HEADER_SIZE:
+            (length,) = _LENGTH.unpack_from(buf, 5)
+            buf = self._read(path, offset, HEADER_SIZE + length)
+            rec = decode(buf, 0, ITEM_MAGIC, salt, offset)
+        if type(rec) is not Record:
+            reason = rec.reason if isinstance(rec, Corrupt) else "the item record is truncated"
+            raise CorruptQueueError(path, offset, reason)
+        return rec.seq, offset + rec.end, buf[rec.start : rec.end]
+
+    def read_record(self, seq: int, offset: int) -> bytes:
+        """The payload of item ``seq``, whose record starts at ``offset`` of its chunk (an
+        item given back, delivered again)."""
+        path = chunk_path(self.state.config, seq // self.state.config.chunksize)
+        found, _, payload = self._one_record(path, offset, self._read(path, offset, 64 * 1024))
+        if found != seq:
+            raise CorruptQueueError(
+                path, offset, f"item {seq}, to be delivered again, is not there"
+            )
+        return payload
 
     def _read(self, path: str, offset: int, size: int) -> bytes:
         """Read a chunk of the backlog; a chunk file that is gone or not a regular file is
