@@ -252,6 +252,27 @@ def test_extending_a_lease_keeps_the_item(qdir: str) -> None:
             held.extend(1.0)
 
 
+@pytest.mark.parametrize("exclusive", [False, True], ids=["shared", "exclusive"])
+@pytest.mark.parametrize("lease_timeout", [None, 60.0], ids=["no-lease", "long-lease"])
+def test_a_lease_shortened_or_set_by_extend_runs_out(
+    qdir: str, exclusive: bool, lease_timeout: float | None
+) -> None:
+    """``extend`` sets a lease where the queue has none, or shortens a long one, among many
+    deliveries held without one: it runs out when it says, and the item comes back."""
+    with Queue[int](qdir, exclusive=exclusive, lease_timeout=lease_timeout) as q:
+        for i in range(50):
+            q.put(i)
+        held = [q.get_delivery(timeout=0) for _ in range(50)]
+        q.put(50)
+        assert q.get_delivery(timeout=0).item == 50  # a reap: nothing has run out yet
+        held[7].extend(0.05)
+        time.sleep(0.15)
+        again = q.get_delivery(timeout=0)
+        assert (again.item, again.attempt) == (7, 2)
+        again.ack()
+        assert q.unfinished_tasks == 50
+
+
 def test_a_delivery_left_by_an_exception_is_given_back(qdir: str) -> None:
     with Queue[str](qdir) as q:
         q.put("job")

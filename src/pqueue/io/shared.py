@@ -79,6 +79,7 @@ PEER_PREFIX = "peer-"
 _ROOM = 4096  # bytes the ``shared`` file is given at once
 _READ = 4096  # bytes of ``shared`` read at first; a larger snapshot is read whole after
 _new = tuple.__new__
+_NEVER = float("inf")
 READY = "ready"  # written whenever an operation leaves more items waiting than it found
 
 
@@ -176,6 +177,8 @@ class SharedShell(Shell):
         self._changed = False  # whether the holds changed since
         # Dead letters: the limit on deliveries (None: none), where items beyond it go,
         # and the item being moved there now, with the dead-letter queue's head before.
+        # A bound below the end of every lease among the holds (see ``reap``).
+        self._earliest = 0.0
         self.max_attempts: int | None = None
         self.sink: DeadLetterSink | None = None
         self._moving: tuple[int, int] | None = None
@@ -310,6 +313,7 @@ class SharedShell(Shell):
             self.fs.release(old.ledger.head_path)
         self._commit(state)  # empties the read-ahead if the read position moved
         self.holds = {hold.seq: hold for hold in snap.holds}
+        self._earliest = 0.0  # leases of others' making: look at the next reap
         self.waiting = [hold.seq for hold in snap.holds if not hold.owner]
         self.prior = dict(snap.attempts)
         self._published = state
@@ -334,6 +338,8 @@ class SharedShell(Shell):
         one is delivered.
         """
         deadline = now + lease if lease else 0.0
+        if deadline and deadline < self._earliest:
+            self._earliest = deadline
         limit = self.max_attempts
         holds = self.holds
         while True:
@@ -474,6 +480,7 @@ class SharedShell(Shell):
         """Renew the lease on item ``seq`` (held by this participant) to ``deadline``."""
         hold = self._mine(seq)
         self.holds[seq] = hold._replace(deadline=deadline)
+        self._earliest = min(self._earliest, deadline)
         self._changed = True
 
     def _mine(self, seq: int) -> Hold:
@@ -503,20 +510,27 @@ class SharedShell(Shell):
             self._changed = True
 
     def reap(self, now: float) -> None:
-        """Give back the items of participants that are gone, and of leases that ran out."""
-        others: set[int] = set()
-        expired = []
-        me = self.me
-        for hold in self.holds.values():
-            owner = hold.owner
-            if owner:
-                if 0.0 < hold.deadline <= now:
-                    expired.append(hold)
-                elif owner != me:
-                    others.add(owner)
-        self._return(expired)
-        if not (others and self.shared):
+        """Give back the items of participants that are gone, and of leases that ran out.
+
+        The holds are looked through for leases only once ``now`` reaches ``_earliest``, a
+        bound below every lease end (every hold given a deadline lowers it; a look through
+        sets it to the earliest one left), so that a participant holding many deliveries
+        without leases does not look at each of them at every get."""
+        if now >= self._earliest:
+            expired = []
+            earliest = _NEVER
+            for hold in self.holds.values():
+                deadline = hold.deadline
+                if hold.owner and deadline > 0.0:
+                    if deadline <= now:
+                        expired.append(hold)
+                    elif deadline < earliest:
+                        earliest = deadline
+            self._earliest = earliest
+            self._return(expired)
+        if not self.shared:
             return
+        others = {hold.owner for hold in self.holds.values()} - {0, self.me}
         directory = self.state.config.directory
         for owner in others:
             path = peer_path(directory, owner)
