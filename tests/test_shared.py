@@ -238,6 +238,45 @@ def test_a_lease_that_runs_out_is_given_back_and_its_late_ack_refused(qdir: str)
         assert q.unfinished_tasks == 0  # acknowledged once
 
 
+@pytest.mark.parametrize("exclusive", [False, True], ids=["shared", "exclusive"])
+def test_a_stale_handle_never_settles_the_redelivery_to_the_same_object(
+    qdir: str, exclusive: bool
+) -> None:
+    """The lease of a delivery runs out and the same object gets the item again: the old
+    handle raises ``LeaseExpiredError`` (then ``ValueError``) and leaves the new one alone."""
+    with Queue[str](qdir, exclusive=exclusive, lease_timeout=0.1) as q:
+        q.put("job")
+        hung = q.get_delivery()
+        time.sleep(0.2)
+        again = q.get_delivery(timeout=5)
+        assert (again.seq, again.attempt) == (hung.seq, 2)
+        with pytest.raises(LeaseExpiredError, match="lease ran out") as raised:
+            hung.extend(1.0)
+        assert raised.value.seq == hung.seq
+        for settle in (hung.ack, hung.nack):  # the handle is known lost now
+            with pytest.raises(ValueError, match="lost with its lease"):
+                settle()
+        assert q.unfinished_tasks == 1  # nothing was acknowledged or given back
+        with pytest.raises(Empty):
+            q.get_delivery(block=False)  # the redelivery is still held
+        again.ack()
+        assert q.unfinished_tasks == 0
+        assert again.acked and not hung.acked
+
+
+def test_a_stale_handle_never_acknowledges_a_redelivery_got_with_get(qdir: str) -> None:
+    with Queue[str](qdir, lease_timeout=0.1) as q:
+        q.put("job")
+        hung = q.get_delivery()
+        time.sleep(0.2)
+        assert q.get(timeout=5) == "job"  # delivered again, to task_done this time
+        with pytest.raises(LeaseExpiredError):
+            hung.ack()
+        assert q.unfinished_tasks == 1
+        q.task_done()
+        assert q.unfinished_tasks == 0
+
+
 def test_extending_a_lease_keeps_the_item(qdir: str) -> None:
     with Queue[str](qdir, lease_timeout=0.2) as q, Queue[str](qdir) as other:
         q.put("job")

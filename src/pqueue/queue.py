@@ -271,7 +271,7 @@ class Queue(Generic[T]):
         self._dropped = False  # shut down with immediate=True: no item is delivered
         self._deliveries: dict[int, deque[int]] = {}
         self._prune_at = _PRUNE_AT  # size of _deliveries at which empty entries are dropped
-        self._handles: set[int] = set()
+        self._handles: dict[int, int] = {}  # seq -> attempt of its Delivery handed out
         # Threads waiting on each condition: notify only when someone waits.
         self._getters = 0
         self._putters = 0
@@ -712,7 +712,7 @@ class Queue(Generic[T]):
         except BaseException:
             # An item that cannot be loaded is left to task_done() of this thread to drop.
             with self.mutex:
-                self._handles.discard(seq)
+                self._handles.pop(seq, None)
                 self._track(seq)
             raise
         return Delivery(self, seq, item, attempt)
@@ -740,6 +740,10 @@ class Queue(Generic[T]):
                 taken = self._wait_for_item(block, timeout)
             # Record the delivery as this thread's in the same step.
             seq = taken[0]
+            if seq in self._handles:
+                # Delivered again to this object after its lease ran out: the old handle is
+                # stale (0 is no attempt), and the new delivery has its own handle or none.
+                self._handles[seq] = 0
             if track:
                 dq = self._deliveries.get(_get_ident())
                 if dq is None:
@@ -747,7 +751,7 @@ class Queue(Generic[T]):
                 else:
                     dq.append(seq)
             else:
-                self._handles.add(seq)
+                self._handles[seq] = taken[2]
             if self._putters:
                 self.not_full.notify()
             return taken
@@ -869,8 +873,7 @@ class Queue(Generic[T]):
         with self.mutex:
             if self._phase is not _OPEN:
                 self._enter(Command.ACK)
-            if delivery._done or delivery.seq not in self._handles:
-                raise ValueError(_settled(delivery))
+            self._check_handle(delivery)
             shell = self._shell
             try:
                 self._begin()
@@ -881,10 +884,10 @@ class Queue(Generic[T]):
                         shell.give_back(delivery.seq, monotonic() + delay if delay else 0.0)
                         if self._getters:
                             self.not_empty.notify()
-                    self._handles.discard(delivery.seq)
+                    del self._handles[delivery.seq]
                     delivery._done = "acked" if delay is None else "nacked"
                 except LeaseExpiredError:
-                    self._handles.discard(delivery.seq)
+                    del self._handles[delivery.seq]
                     delivery._done = "lost"
                     raise
                 except BaseException as exc:
@@ -896,8 +899,7 @@ class Queue(Generic[T]):
         with self.mutex:
             if self._phase is not _OPEN:
                 self._enter(Command.ACK)
-            if delivery._done or delivery.seq not in self._handles:
-                raise ValueError(_settled(delivery))
+            self._check_handle(delivery)
             shell = self._shell
             try:
                 self._begin()
@@ -907,6 +909,18 @@ class Queue(Generic[T]):
                     self._step_failed(exc)
             finally:
                 self._leave()
+
+    def _check_handle(self, delivery: Delivery[T]) -> None:
+        """Refuse to settle (or extend) ``delivery`` unless it is the handle this object
+        handed out for the item's current delivery to it: a handle settled already raises
+        ``ValueError``; one whose lease ran out, the item having been delivered to this
+        object again since, raises ``LeaseExpiredError`` and leaves the new handle alone."""
+        attempt = self._handles.get(delivery.seq)
+        if delivery._done or attempt is None:
+            raise ValueError(_settled(delivery))
+        if attempt != delivery.attempt:
+            delivery._done = "lost"
+            raise LeaseExpiredError(self._shell.state.config.directory, delivery.seq)
 
     def _acknowledge(self, seq: int) -> None:
         shell = self._shell
