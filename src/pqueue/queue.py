@@ -868,8 +868,10 @@ class Queue(Generic[T]):
             )
         return oldest
 
-    def _settle(self, delivery: Delivery[T], delay: float | None) -> None:
-        """Acknowledge ``delivery`` (``delay`` None) or give it back after ``delay``."""
+    def _settle(self, delivery: Delivery[T], delay: float | None, counted: bool = True) -> None:
+        """Acknowledge ``delivery`` (``delay`` None) or give it back after ``delay``; not
+        ``counted``: give it back at once as if it had not been delivered (for a delivery
+        that reached nobody, such as that of a cancelled asyncio ``get``)."""
         with self.mutex:
             if self._phase is not _OPEN:
                 self._enter(Command.ACK)
@@ -881,7 +883,9 @@ class Queue(Generic[T]):
                     if delay is None:
                         self._acknowledge(delivery.seq)
                     else:
-                        shell.give_back(delivery.seq, monotonic() + delay if delay else 0.0)
+                        shell.give_back(
+                            delivery.seq, monotonic() + delay if delay else 0.0, counted
+                        )
                         if self._getters:
                             self.not_empty.notify()
                     del self._handles[delivery.seq]

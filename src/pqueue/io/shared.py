@@ -467,12 +467,14 @@ class SharedShell(Shell):
             self.holds[seq] = hold
             raise
 
-    def give_back(self, seq: int, not_before: float) -> None:
+    def give_back(self, seq: int, not_before: float, counted: bool = True) -> None:
         """Give item ``seq`` (held by this participant) back, to be delivered again from
-        ``not_before`` on (0.0: at once)."""
+        ``not_before`` on (0.0: at once). Not ``counted``: as if this delivery had never
+        been made (its attempt is not counted; for a delivery nobody was given)."""
         hold = self._mine(seq)
         self.state = transitions.give_back(self.state, 1)
-        self.holds[seq] = Hold(seq, hold.offset, 0, hold.attempt, not_before)
+        attempt = hold.attempt if counted else hold.attempt - 1
+        self.holds[seq] = Hold(seq, hold.offset, 0, attempt, not_before)
         bisect.insort(self.waiting, seq)
         self._changed = True
 
