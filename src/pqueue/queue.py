@@ -717,6 +717,29 @@ class Queue(Generic[T]):
             raise
         return Delivery(self, seq, item, attempt)
 
+    def peek(self) -> T:
+        """The item the next ``get`` would deliver, without delivering it; raises ``Empty``
+        when none waits. Other consumers may take it meanwhile: what the next ``get``
+        returns is only known when it returns."""
+        with self.mutex:
+            self._enter(Command.INSPECT)
+            shell = self._shell
+            try:
+                self._begin()
+                try:
+                    now = monotonic()
+                    if shell.shared or shell.holds:
+                        shell.reap(now)
+                    found = None if self._dropped else next(shell.upcoming(now), None)
+                except BaseException as exc:
+                    self._step_failed(exc)
+            finally:
+                self._leave()
+        if found is None:
+            raise Empty
+        item: T = self._loads(found[1])
+        return item
+
     def _take(self, block: bool, timeout: float | None, track: bool) -> tuple[int, bytes, int]:
         """Deliver the next item to the calling thread (under the mutex), waiting for one as
         ``get`` says: ``(seq, payload, attempt)``."""

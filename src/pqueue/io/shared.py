@@ -39,7 +39,7 @@ import bisect
 import contextlib
 import importlib
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 import attrs
@@ -380,6 +380,23 @@ class SharedShell(Shell):
                 continue
             holds[seq] = _new(Hold, (seq, self.taken_at, self.me, attempt, deadline))
             return seq, payload, attempt
+
+    def upcoming(self, now: float) -> Iterator[tuple[int, bytes]]:
+        """The items that gets would deliver next, in that order, as ``(seq, payload)``,
+        read without changing anything: items given back (whose delay is over) first, then
+        those from the read position on. Items the dead-letter queue takes instead (with
+        ``max_attempts``) are left out."""
+        limit = self.max_attempts
+        holds = self.holds
+        for seq in list(self.waiting):
+            hold = holds[seq]
+            if hold.deadline <= now and (limit is None or hold.attempt < limit):
+                yield seq, self.read_record(seq, hold.offset)
+        prior = self.prior
+        for seq, payload in self.backlog(undelivered=True):
+            count = prior.get(seq, 0) if prior else 0
+            if count != BURIED and (limit is None or count < limit):
+                yield seq, payload
 
     # --- dead letters ----------------------------------------------------------------------
 

@@ -484,27 +484,32 @@ class Shell:
                 self.taken_at = old.read_offset
                 return seq, payload
 
-    def backlog(self) -> Iterator[tuple[int, bytes]]:
-        """Every item not acknowledged (delivered or not), in put order: ``(seq, payload)``,
-        read from the chunk files without changing anything. A damaged record raises
+    def backlog(self, undelivered: bool = False) -> Iterator[tuple[int, bytes]]:
+        """Every item not acknowledged (delivered or not; ``undelivered``: only those from
+        the read position on), in put order: ``(seq, payload)``, read from the chunk files
+        a chunk at a time, without changing anything. A damaged record raises
         ``CorruptQueueError`` naming its file and offset."""
         state = self.state
         config = state.config
         cs = config.chunksize
         acked = state.acked
-        for number in range(state.tail // cs, (state.head + cs - 1) // cs):
+        first, start = (state.read, state.read_offset) if undelivered else (state.tail, 0)
+        for number in range(first // cs, (state.head + cs - 1) // cs):
+            stop = min(state.head, (number + 1) * cs)  # after it: preallocated zeros
+            if stop <= first:
+                break  # (undelivered) everything was delivered
             path = chunk_path(config, number)
             end = state.head_offset if number == state.head // cs else self.fs.size(path)
-            buf = self._read(path, 0, end)
-            stop = min(state.head, (number + 1) * cs)  # after it: preallocated zeros
-            records = decode_block(buf, 0, ITEM_MAGIC, cs, config.salt)
+            buf = self._read(path, start, end - start)
+            records = decode_block(buf, start, ITEM_MAGIC, cs, config.salt)
             if not records or records[-1][0] < stop - 1:
-                at = records[-1][1] if records else 0
-                self._one_record(path, at, buf[at:])  # names the damage there
+                at = records[-1][1] if records else start
+                self._one_record(path, at, buf[at - start :])  # names the damage there
                 raise CorruptQueueError(path, at, "an item record is missing")
             for seq, _end, payload in records:
-                if seq >= state.tail and not (acked and ranges.contains(acked, seq)):
+                if seq >= first and not (acked and ranges.contains(acked, seq)):
                     yield seq, payload
+            start = 0
 
     def discard_damaged(self) -> int:
         """Discard the damaged item at the read position and any damaged ones after it, up to
