@@ -15,6 +15,7 @@ from pqueue.core.errors import Empty as Empty
 from pqueue.core.errors import Full as Full
 from pqueue.core.errors import LeaseExpiredError as LeaseExpiredError
 from pqueue.core.errors import LegacyFormatError as LegacyFormatError
+from pqueue.core.errors import NotAQueueError as NotAQueueError
 from pqueue.core.errors import PQueueError as PQueueError
 from pqueue.core.errors import QueueBrokenError as QueueBrokenError
 from pqueue.core.errors import QueueClosedError as QueueClosedError
@@ -40,6 +41,7 @@ __all__ = [
     "Full",
     "LeaseExpiredError",
     "LegacyFormatError",
+    "NotAQueueError",
     "PQueueError",
     "Queue",
     "QueueBrokenError",

@@ -1,8 +1,8 @@
-"""``python -m pqueue``: the command line (``demo``)."""
+"""``python -m pqueue``: the command line (``pqueue.cli``)."""
 
 import sys
 
-from pqueue.demo import main
+from pqueue.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -42,7 +42,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 import attrs
 
@@ -54,12 +54,13 @@ __all__ = [
     "Log",
     "Outcome",
     "Report",
+    "add_arguments",
     "check",
     "is_poison",
     "job_name",
-    "main",
     "producer",
     "run",
+    "run_command",
     "worker",
 ]
 
@@ -652,39 +653,47 @@ def _summary(outcome: Outcome, seconds: float) -> list[str]:
     return lines
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line: ``python -m pqueue demo [PATH]``."""
-    parser = argparse.ArgumentParser(prog="python -m pqueue")
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_arguments(commands: Any) -> None:
+    """Add ``demo`` (and the private commands of the processes it starts) to the command
+    line's subcommands ``commands`` (what ``ArgumentParser.add_subparsers`` returned)."""
     demo = commands.add_parser(
         "demo", help="producers and workers on one queue, killed with SIGKILL; then checked",
+        description="Producers and workers share one queue; random ones are killed with "
+        "SIGKILL and replaced; then the queue is drained and checked against what every "
+        "process reported.",
     )
     demo.add_argument(
         "path", nargs="?",
-        help="a new or empty directory for the queue (default: a new temp directory)",
+        help="a new or empty directory for the queue (default: a new temp directory, "
+        "removed at the end when the check passes)",
     )
     demo.add_argument("--rounds", type=int, default=3, help="rounds of kills (default 3)")
     demo.add_argument("--durability", choices=["fsync", "flush"], default="fsync")
     demo.add_argument("--seed", type=int, default=None)
     demo.add_argument("--producers", type=int, default=2, help="producer processes (2)")
     demo.add_argument("--workers", type=int, default=3, help="worker processes (3)")
-    for role in ("_producer", "_worker"):  # the processes the demo kills
+    for role in ("_producer", "_worker"):  # the processes the demo kills: not in --help
         child = commands.add_parser(role)
         child.add_argument("path")
         child.add_argument("number", type=int)
         child.add_argument("durability")
         child.add_argument("seed", type=int)
-    args = parser.parse_args(argv)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run ``demo`` (or one of its processes) as the command line parsed it."""
     if args.command in ("_producer", "_worker"):
         body = producer if args.command == "_producer" else worker
         body(args.path, args.number, args.durability, args.seed)
         return 0
     if args.rounds < 0 or args.producers < 1 or args.workers < 1:
-        parser.error("--rounds must be >= 0, --producers and --workers >= 1")
+        print("pqueue demo: --rounds must be >= 0, --producers and --workers >= 1",
+              file=sys.stderr)
+        return 2
     if args.path is not None:
         refusal = _unusable(args.path)
         if refusal:
-            print(f"python -m pqueue demo: {refusal}", file=sys.stderr)
+            print(f"pqueue demo: {refusal}", file=sys.stderr)
             return 2
     path = args.path or tempfile.mkdtemp(prefix="pqueue-demo-")
     print(f"pqueue demo: {args.producers} producers and {args.workers} workers share one queue "
@@ -702,7 +711,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print("FAILED: " + "; ".join(outcome.report.failures() + outcome.problems))
     return 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -17,6 +17,7 @@ __all__ = [
     "Full",
     "LeaseExpiredError",
     "LegacyFormatError",
+    "NotAQueueError",
     "PQueueError",
     "QueueBrokenError",
     "QueueClosedError",
@@ -156,3 +157,14 @@ class SharedStateError(QueueBrokenError):
     """The ``shared`` file of a queue that other participants hold open cannot be read
     (damaged, or written by another version). Close every Queue on the directory and open
     it again: the first one recovers from the durable files."""
+
+
+class NotAQueueError(PQueueError):
+    """``path`` is not a pqueue queue directory: it is missing, not a directory, or holds no
+    ``info`` file. Raised by the read-only inspection (``pqueue.inspection``) and the
+    command line, which never create a queue."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason

@@ -312,13 +312,17 @@ class SharedShell(Shell):
         if old.ledger.head_path != state.ledger.head_path:
             self.fs.release(old.ledger.head_path)
         self._commit(state)  # empties the read-ahead if the read position moved
+        self.take_holds(snap)
+        self._published = state
+        self._changed = False
+        self._counter = snap.counter
+
+    def take_holds(self, snap: Snapshot) -> None:
+        """Make the holds and carried-over attempt counts ``snap`` records current."""
         self.holds = {hold.seq: hold for hold in snap.holds}
         self._earliest = 0.0  # leases of others' making: look at the next reap
         self.waiting = [hold.seq for hold in snap.holds if not hold.owner]
         self.prior = dict(snap.attempts)
-        self._published = state
-        self._changed = False
-        self._counter = snap.counter
 
     def _apply(self, effects: tuple[Effect, ...]) -> None:
         if self.shared and any(type(effect) is Replace for effect in effects):
