@@ -42,7 +42,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 CHUNKSIZE = 3
 
-# Items of several types: what pickle round-trips (and repr/literal_eval can state).
+# Items of several types that pickle round-trips and repr states (for ast.literal_eval).
 PICKLED_ITEMS: list[Any] = [
     "alpha",
     b"\x00\xffraw bytes",
@@ -53,7 +53,7 @@ PICKLED_ITEMS: list[Any] = [
     -(2**70),
     None,
     [1, [2, [3]]],
-    frozenset({1, 2}),
+    {1, 2},
     2.25,
     {"nested": {"t": (True, False)}},
 ]
