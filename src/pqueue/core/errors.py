@@ -85,9 +85,9 @@ class LegacyFormatError(UnsupportedFormatError):
         super().__init__(
             path,
             "this queue was written by pqueue 0.1.x (its info file is a pickle), whose format "
-            "this version does not read. To migrate: open it with pqueue 0.1.7 "
-            "(pip install 'pqueue==0.1.7' in a separate environment), drain it, and put the "
-            "items into a new queue in another directory; then remove the old directory.",
+            "this version does not read. To migrate it: python -m pqueue migrate SRC DST "
+            "(SRC: this directory, which it only reads; DST: a new one), then remove the old "
+            "directory. (By hand: drain it with pqueue==0.1.7 into a new queue.)",
         )
 
 
