@@ -466,7 +466,7 @@ def test_run_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     torn = copy_fixture("pqueue01-torn", tmp_path)
     assert cli([str(torn), str(tmp_path / "a")]) == 1
     out, err = capsys.readouterr()
-    assert out == "" and f"{torn / 'q00001'} at offset" in err
+    assert out == "" and f"the source is damaged: {torn / 'q00001'} at offset" in err
     assert cli([str(torn), str(tmp_path / "a"), "--skip-damaged"]) == 0
     out, err = capsys.readouterr()
     assert "skipped 1 damaged" in out and "skipped 1 item(s)" in err
@@ -474,7 +474,12 @@ def test_run_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     out, err = capsys.readouterr()
     assert out == "" and "not empty" in err
     assert cli([str(tmp_path / "a"), str(tmp_path / "b")]) == 2  # already a pqueue queue
-    assert cli([str(tmp_path / "missing"), str(tmp_path / "b")]) == 1
+    assert cli([str(tmp_path / "missing"), str(tmp_path / "b")]) == 2  # not a queue
+    assert "no such file" in capsys.readouterr().err
+    unreadable = copy_fixture("pqueue01-unfinished", tmp_path)
+    (unreadable / "q00001").write_bytes(b"cno_such_module_for_migrate\nThing\n)\x81.")
+    assert cli([str(unreadable), str(tmp_path / "b")]) == 1
+    assert "no_such_module_for_migrate" in capsys.readouterr().err
     with pytest.raises(SystemExit) as raised:
         cli([str(torn), str(tmp_path / "c"), "--chunksize", "0"])
     assert raised.value.code == 2

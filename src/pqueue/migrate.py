@@ -678,18 +678,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``pqueue migrate`` with the parsed ``args``: prints a one-line summary on stdout
-    and returns 0; prints errors on stderr and returns 1 (the source is damaged, unreadable
-    or not a legacy queue) or 2 (a usage error: the destination cannot be used, or the
-    source is a pqueue queue already)."""
+    and returns 0; prints errors on stderr and returns 1 (the source is damaged or cannot
+    be read, an item cannot be unpickled, an IO error) or 2 (a usage error: the source is
+    not a queue of those formats, or a pqueue queue already; the destination cannot be
+    used)."""
     bar = _Bar(sys.stderr) if args.progress or sys.stderr.isatty() else None
     try:
         report = migrate(
             args.src, args.dst, progress=bar, durability=args.durability,
             chunksize=args.chunksize, skip_damaged=args.skip_damaged,
         )
-    except (DestinationError, AlreadyPQueueError) as exc:
+    except (DestinationError, AlreadyPQueueError, UnknownFormatError) as exc:
         _error(bar, str(exc))
         return 2
+    except DamagedSourceError as exc:
+        _error(bar, f"the source is damaged: {exc}")
+        return 1
     except (PQueueError, OSError) as exc:
         _error(bar, str(exc))
         return 1
@@ -705,7 +709,7 @@ def run(args: argparse.Namespace) -> int:
 def _error(bar: _Bar | None, message: str) -> None:
     if bar is not None:
         bar.finish()
-    print(f"pqueue migrate: error: {message}", file=sys.stderr)
+    print(f"pqueue migrate: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
