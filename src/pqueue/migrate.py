@@ -194,7 +194,11 @@ class MigrationReport:
             f"({self.format}) to {self.destination}"
         )
         if self.skipped:
-            line += f"; skipped {self.skipped} damaged (in {len(self.damage)} places)"
+            places = len(self.damage)
+            line += (
+                f"; skipped {self.skipped} damaged item{'' if self.skipped == 1 else 's'} "
+                f"(in {places} place{'' if places == 1 else 's'})"
+            )
         return line
 
 
