@@ -268,6 +268,48 @@ def test_discarding_outside_read_to_head_is_refused(seq: int) -> None:
         transitions.discard(state, seq, 0)
 
 
+def test_dropping_the_waiting_items_acknowledges_them_in_one_checkpoint() -> None:
+    disk, state = fresh(chunksize=10)
+    for item in (b"a", b"b", b"c", b"d", b"e"):
+        state = disk.put(state, item)
+    state, _, _ = disk.deliver(state)  # item 0: outstanding
+    state, _, _ = disk.deliver(state)  # item 1: given back below
+    state = transitions.give_back(state, 1)
+    assert (state.size, state.outstanding) == (4, 1)
+    state, effects = transitions.drop_waiting(state, [1])
+    assert (state.read, state.size, state.outstanding) == (5, 0, 1)
+    assert (state.tail, state.acked) == (0, (1, 5))  # item 0 still outstanding
+    assert Replace("/q/info.tmp", "/q/info") in effects
+    assert not any(type(effect) is Write and effect.path == "/q/acks" for effect in effects)
+    disk.apply(effects)
+    info = decode_info(bytes(disk.files["/q/info"]), "/q/info")
+    assert (info.tail, info.acked) == (0, ((1, 5),))
+    state, effects = transitions.ack(state, 0)
+    assert (state.tail, state.acked, state.unfinished) == (5, (), 0)
+
+
+def test_dropping_everything_drains_the_queue_and_deletes_its_chunks() -> None:
+    disk, state = fresh(chunksize=2)
+    for item in (b"a", b"b", b"c"):
+        state = disk.put(state, item)
+    state, effects = transitions.drop_waiting(state)
+    assert state.tail == state.head == state.read == 4  # the next chunk boundary
+    assert Unlink("/q/q00000") in effects
+    assert state.size == state.outstanding == 0
+
+
+@pytest.mark.parametrize("seq", [0, 2, 3])
+def test_dropping_an_item_not_given_back_is_refused(seq: int) -> None:
+    disk, state = fresh(chunksize=10)
+    for item in (b"a", b"b", b"c"):
+        state = disk.put(state, item)
+    state, _, _ = disk.deliver(state)
+    state, _, _ = disk.deliver(state)
+    state, _ = transitions.ack(state, 0)
+    with pytest.raises(ValueError, match="not a delivered item given back"):
+        transitions.drop_waiting(state, [seq])
+
+
 def test_acknowledging_writes_one_durable_record() -> None:
     disk, state = fresh()
     state = disk.put(state, b"a")

@@ -25,7 +25,7 @@ import zlib
 from collections import deque
 from collections.abc import Hashable
 from time import monotonic
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any, Generic, NoReturn, TypeVar
 
 from pqueue.core import transitions
@@ -54,7 +54,7 @@ from pqueue.io.shared import (
     peer_path,
 )
 from pqueue.io.shell import check_regular, observe
-from pqueue.serializers import NamedSerializer, resolve
+from pqueue.serializers import NamedSerializer, Serializer, resolve
 
 __all__ = ["DeadLetter", "Delivery", "Queue"]
 
@@ -226,7 +226,7 @@ class Queue(Generic[T]):
         tempdir: str | os.PathLike[str] | None = None,
         *,
         durability: Durability = "fsync",
-        serializer: object | None = None,
+        serializer: Serializer | ModuleType | None = None,
         exclusive: bool = False,
         lease_timeout: float | None = None,
         max_attempts: int | None = None,
@@ -824,6 +824,32 @@ class Queue(Generic[T]):
                 except BaseException as exc:
                     self._step_failed(exc)
                 return discarded
+            finally:
+                self._leave()
+
+    def purge(self) -> int:
+        """Drop every waiting item, and return how many: they count as acknowledged (all of
+        them durably at once, in ``fsync`` mode, by one checkpoint) and are never
+        delivered. Items delivered and not yet acknowledged, in this or any other process,
+        stay with their consumers (and are delivered again if given back later)."""
+        with self.mutex:
+            self._enter(Command.GET)
+            shell = self._shell
+            try:
+                self._begin()
+                try:
+                    # Items of holders that are gone (or whose lease ran out) wait: dropped.
+                    shell.reap(monotonic())
+                    dropped = shell.purge()
+                    if self._putters:
+                        self.not_full.notify_all()
+                    if self._joiners and not shell.state.unfinished:
+                        self.all_tasks_done.notify_all()
+                    if self._reclaimer is None and transitions.reclaimable(shell.state):
+                        self._arm_reclaim()
+                except BaseException as exc:
+                    self._step_failed(exc)
+                return dropped
             finally:
                 self._leave()
 

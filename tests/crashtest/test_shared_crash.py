@@ -3,7 +3,7 @@
 Two Queue objects run on one ``SimulatedDisk`` as two processes (``disk.process()``: each
 with its own locks, which vanish when it is killed). A workload is a sequence of operations,
 each by one process: ``put``, ``get`` (``get_delivery`` without blocking), ``ack`` (of its
-oldest delivery) and ``nack`` (of its oldest delivery). For every workload, every
+oldest delivery), ``nack`` (of its oldest delivery) and ``purge``. For every workload, every
 state-changing file operation of either process (its open included) is a kill point: the
 process is killed there (``kill_after``), the other goes on with its part of the workload and
 then drains the queue. Every delivery is checked against a model of the history as the
@@ -17,10 +17,11 @@ processes saw it:
 - ``Empty`` only when no item is certainly waiting; the drain delivers everything
   acknowledged as put and not acknowledged as done.
 
-The workloads: every one of up to three operations, and every one of five that starts with
-a put by each process. Then the whole machine loses power there (fsync mode): every crash
-state of the disk is reopened by a new process and drained, and checked as a single
-queue's recovery is.
+The workloads: every one of up to three operations, every one of five that starts with
+a put by each process, every one of five with a purge among them, and acknowledgements that
+checkpoint. Then the whole machine loses power there (fsync mode): every crash state of the
+disk is reopened by a new process and drained, and checked as a single queue's recovery
+is.
 """
 
 from __future__ import annotations
@@ -102,6 +103,16 @@ def operate(q: Queue[int], name: str, op: str, model: Model, deliveries: list[De
         model.check_delivery(name, d.item, where)
         model.held[d.item] = name
         deliveries.append(d)
+    elif op == "purge":
+        dropped = model.waiting()
+        try:
+            q.purge()
+        except SimulatedCrash:
+            model.maybe_acked |= dropped
+            raise
+        model.acked |= dropped
+        # Puts in flight when their process died may have been dropped too.
+        model.maybe_acked |= model.maybe_put - model.acked
     elif deliveries:
         d = deliveries[0]
         try:
@@ -125,16 +136,18 @@ class Participant:
     dead: bool = False
 
 
-def open_queue(fs: SimulatedProcess, durability: Durability, chunksize: int) -> Queue[int]:
+def open_queue(
+    fs: SimulatedProcess, durability: Durability, chunksize: int, every: int = 1
+) -> Queue[int]:
     return Queue(
         PATH, chunksize=chunksize, durability=durability, fs=fs,
-        policy=small_policy(durability),
+        policy=small_policy(durability, every=every),
     )
 
 
 def run(
     workload: Sequence[Op], durability: Durability, chunksize: int,
-    kill: tuple[str, int] | None,
+    kill: tuple[str, int] | None, every: int = 1,
 ) -> tuple[SimulatedDisk, Model]:
     """Run ``workload``, killing process ``kill[0]`` after ``kill[1]`` of its file
     operations; the survivors then drain. Returns the disk and the model as they were at
@@ -159,7 +172,7 @@ def run(
             return False
         if p.queue is None:
             try:
-                p.queue = open_queue(p.fs, durability, chunksize)
+                p.queue = open_queue(p.fs, durability, chunksize, every)
             except SimulatedCrash:
                 killed(p)
                 return False
@@ -251,11 +264,15 @@ def workloads(length: int) -> Iterator[tuple[Op, ...]]:
         yield from itertools.product(ALPHABET, repeat=n)
 
 
-def operations(workload: Sequence[Op], durability: Durability, chunksize: int) -> dict[str, int]:
+def operations(
+    workload: Sequence[Op], durability: Durability, chunksize: int, every: int = 1
+) -> dict[str, int]:
     """How many file operations each process makes in ``workload`` (no kill)."""
     disk = SimulatedDisk()
     procs = {name: disk.process(name) for name in PROCESSES}
-    queues = {name: open_queue(procs[name], durability, chunksize) for name in PROCESSES}
+    queues = {
+        name: open_queue(procs[name], durability, chunksize, every) for name in PROCESSES
+    }
     held: dict[str, list[Delivery[int]]] = {name: [] for name in PROCESSES}
     counter = itertools.count()
     for name, op in workload:
@@ -265,6 +282,8 @@ def operations(workload: Sequence[Op], durability: Durability, chunksize: int) -
         elif op == "get":
             with contextlib.suppress(Empty):
                 held[name].append(q.get_delivery(block=False))
+        elif op == "purge":
+            q.purge()
         elif held[name]:
             d = held[name].pop(0)
             d.ack() if op == "ack" else d.nack()
@@ -328,3 +347,47 @@ def test_two_processes_killed_at_every_point_of_five_operations() -> None:
                 time.perf_counter() - start)
     TALLY.count("two processes, five operations, then power loss (fsync)", states)
     assert runs > 10000 and states > 10000
+
+
+def test_two_processes_killed_at_every_point_of_five_operations_with_a_purge() -> None:
+    """A purge by one process among a put by each and two more gets, acknowledgements and
+    nacks: the other's deliveries stay, what waited never comes back once it returned."""
+    start = time.perf_counter()
+    runs = states = 0
+    for position in range(3):
+        for pair in itertools.product(AFTER_PUTS, repeat=2):
+            suffix = list(pair)
+            suffix.insert(position, ("a", "purge"))
+            workload = PUTS + tuple(suffix)
+            ops = operations(workload, "fsync", 1)
+            for name in PROCESSES:
+                for n in range(ops[name] + 1):
+                    disk, model = run(workload, "fsync", 1, (name, n))
+                    runs += 1
+                    if n % 5 == 0:
+                        states += check_power_loss(
+                            disk, model, "fsync", 1, f"{list(workload)} kill {name} after {n}",
+                        )
+    TALLY.count("two processes, five operations with a purge, one killed (fsync)", runs,
+                time.perf_counter() - start)
+    TALLY.count("two processes, five operations with a purge, then power loss (fsync)", states)
+    assert runs > 3000 and states > 3000
+
+
+def test_a_checkpoint_made_by_an_acknowledgement_killed_at_every_point() -> None:
+    """An acknowledgement that finds the ack log full (three records here, and no
+    checkpoint at chunk crossings) checkpoints, moving the tail past consumed chunk files,
+    which the checkpoint deletes: the process is killed at every point of it, and the other
+    one, adopting the half-made checkpoint, must make it again from the state it leads to,
+    never from the one before (whose chunk files may be gone already)."""
+    workload: tuple[Op, ...] = (
+        *(("a", "put") for _ in range(5)), *(("b", "get") for _ in range(5)),
+        *(("b", "ack") for _ in range(5)),
+    )
+    ops = operations(workload, "fsync", 1, every=100)
+    runs = 0
+    for n in range(ops["b"] + 1):
+        run(workload, "fsync", 1, ("b", n), every=100)
+        runs += 1
+    TALLY.count("two processes, acknowledgements that checkpoint, one killed (fsync)", runs)
+    assert runs > 30

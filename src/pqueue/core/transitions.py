@@ -429,6 +429,30 @@ def discard(state: QueueState, seq: int, offset: int) -> Step:
     return checkpoint(new)
 
 
+def drop_waiting(state: QueueState, returned: Iterable[int] = ()) -> Step:
+    """Drop every waiting item (``Queue.purge``): those from ``read`` to the head, and the
+    delivered items given back to be delivered again, ``returned`` (the shell's holds). They
+    count as acknowledged, durably, by one checkpoint, and are never delivered: all of
+    them or, before the checkpoint is in place, none. Deliveries outstanding stay."""
+    config, head, head_offset, read, _, tail, acked, _, outstanding, ack_offset, ledger = state
+    dropped = sorted(returned)
+    for seq in dropped:
+        if not tail <= seq < read or (acked and ranges.contains(acked, seq)):
+            raise ValueError(f"item {seq} is not a delivered item given back")
+        acked = ranges.add(acked, seq)
+    acked = ranges.add_range(acked, read, head)
+    old_tail = tail
+    tail, acked = ranges.pop_front(acked, tail, head)
+    cs = config.chunksize
+    if tail // cs != old_tail // cs:
+        ledger = attrs.evolve(ledger, crossings=ledger.crossings + tail // cs - old_tail // cs)
+    new = QueueState(
+        config, head, head_offset, head, head_offset, tail, acked, 0, outstanding, ack_offset,
+        ledger,
+    )
+    return checkpoint(new)
+
+
 def undo_created(effects: tuple[Effect, ...]) -> tuple[Effect, ...]:
     """What removes the files a step created before it failed half done for lack of space
     (a new chunk of a put, the temp file of a checkpoint): nothing refers to them, and

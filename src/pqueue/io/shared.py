@@ -45,11 +45,7 @@ from typing import Protocol
 import attrs
 
 from pqueue.core import ranges, transitions
-from pqueue.core.codec import (
-    ACK_RECORD_SIZE,
-    Info,
-    decode_info,
-)
+from pqueue.core.codec import Info, decode_info
 from pqueue.core.deadletter import encode_dead_letter
 from pqueue.core.effects import Effect, Replace
 from pqueue.core.errors import (
@@ -257,8 +253,9 @@ class SharedShell(Shell):
             if self.peer is not None:
                 self.peer.release()
 
-    def _publish(self, busy: int = 0) -> None:
-        state = self.state
+    def _publish(self, busy: int = 0, state: QueueState | None = None) -> None:
+        if state is None:
+            state = self.state
         self._counter += 1
         data = encode_snapshot(snapshot_of(
             state, self._boot, self._counter, busy, tuple(sorted(self.holds.values())),
@@ -267,7 +264,8 @@ class SharedShell(Shell):
         self.fs.write(self.path, data, 0)
         self._seen = data
         self._published = state
-        self._changed = False
+        # A busy snapshot is published again, not busy, when the operation is over.
+        self._changed = bool(busy)
 
     def _sync(self) -> None:
         fs = self.fs
@@ -324,10 +322,15 @@ class SharedShell(Shell):
         self.waiting = [hold.seq for hold in snap.holds if not hold.owner]
         self.prior = dict(snap.attempts)
 
-    def _apply(self, effects: tuple[Effect, ...]) -> None:
+    def _apply(self, effects: tuple[Effect, ...], state: QueueState) -> None:
         if self.shared and any(type(effect) is Replace for effect in effects):
-            self._publish(BUSY_CHECKPOINT)  # a checkpoint: not safe to abandon half done
-        super()._apply(effects)
+            # A checkpoint: not safe to abandon half done. The state it records goes into
+            # ``shared`` first, marked busy, so that a participant finding it busy makes
+            # the same checkpoint again: for a checkpoint that moves positions (an
+            # acknowledgement that found the ack log full, a discard, a purge), the state
+            # before it would refer to chunk files it may have deleted already.
+            self._publish(BUSY_CHECKPOINT, state)
+        super()._apply(effects, state)
 
     # --- holds ---------------------------------------------------------------------------
 
@@ -384,6 +387,21 @@ class SharedShell(Shell):
                 continue
             holds[seq] = _new(Hold, (seq, self.taken_at, self.me, attempt, deadline))
             return seq, payload, attempt
+
+    def purge(self) -> int:
+        """Drop every waiting item, given-back ones included (``transitions.drop_waiting``):
+        how many. Items delivered and not acknowledged stay their holders'."""
+        dropped = self.state.size
+        returned = self.waiting
+        # The holds go first: the checkpoint's busy snapshot must not offer them again.
+        for seq in returned:
+            del self.holds[seq]
+        self.waiting = []
+        self.prior = {}  # counts of items not delivered since a recovery: all dropped
+        self._changed = True
+        self.run(transitions.drop_waiting(self.state, returned))
+        self.forget_read_ahead()
+        return dropped
 
     def upcoming(self, now: float) -> Iterator[tuple[int, bytes]]:
         """The items that gets would deliver next, in that order, as ``(seq, payload)``,
@@ -478,9 +496,6 @@ class SharedShell(Shell):
         acknowledgement fails (the shell is then broken, and nothing of it is published).
         """
         hold = self._mine(seq)
-        state = self.state
-        if self.shared and state.ack_offset + ACK_RECORD_SIZE > state.ledger.ack_capacity:
-            self._publish(BUSY_CHECKPOINT)  # the ack log is full: this ack checkpoints
         del self.holds[seq]
         try:
             self.ack(seq)

@@ -313,12 +313,12 @@ class Shell:
         """Apply a step's effects, then make its state current."""
         state, effects = step
         self.dirty = True
-        self._apply(effects)
+        self._apply(effects, state)
         self._commit(state)
 
-    def _apply(self, effects: tuple[Effect, ...]) -> None:
-        """Apply the effects of a step that is not a put or an acknowledgement (those apply
-        theirs directly, on the hot path)."""
+    def _apply(self, effects: tuple[Effect, ...], state: QueueState) -> None:
+        """Apply the effects of a step that leads to ``state`` and is not a put or a plain
+        acknowledgement (those apply theirs directly, on the hot path)."""
         apply(self.fs, effects)
 
     def _commit(self, state: QueueState) -> None:
@@ -364,7 +364,7 @@ class Shell:
         state, effects = step
         self.dirty = True
         try:
-            self._apply(effects)
+            self._apply(effects, state)
         except OSError as exc:
             if not _no_space(exc, kinds, path):
                 raise
@@ -447,7 +447,10 @@ class Shell:
             self.unsynced = effects[1]
             effects = effects[:1]
         self.dirty = True
-        apply(self.fs, effects)
+        if state.ledger is old.ledger:
+            apply(self.fs, effects)
+        else:  # the ack log was full: the acknowledgement is a checkpoint
+            self._apply(effects, state)
         if state.read == old.read:
             self.state = state
             self.dirty = False
@@ -561,10 +564,14 @@ class Shell:
     def _discard_to(self, seq: int, offset: int) -> QueueState:
         """Run ``transitions.discard`` to item ``seq`` at ``offset`` and read on from there."""
         self.run(_discard(self.state, seq, offset))
+        self.forget_read_ahead()
+        return self.state
+
+    def forget_read_ahead(self) -> None:
+        """Read on from the read position: the records read ahead are not needed."""
         self._records = []
         self._next = 0
         self._ahead = self.state.read
-        return self.state
 
     def _next_whole(self, state: QueueState, wanted: int | None = None) -> tuple[int, int]:
         """The first whole item after the damaged one at the read position (item ``wanted``
