@@ -15,15 +15,18 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from pqueue import __version__, demo
+from pqueue import __version__, demo, migrate, serializers
 from pqueue.core.errors import (
     CorruptQueueError,
     LegacyFormatError,
     NotAQueueError,
     PQueueError,
+    QueueLocked,
     UnsupportedFormatError,
 )
 from pqueue.inspection import QueueStat, loader, stat, upcoming, verify
+from pqueue.progress import ProgressBar
+from pqueue.queue import Queue
 
 __all__ = ["main"]
 
@@ -100,6 +103,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true",
                    help="draw a progress bar on stderr even when it is not a terminal")
 
+    p = commands.add_parser(
+        "purge", help="drop every waiting item (asks first)",
+        description="Drop every waiting item of the queue at PATH, at once and durably. Items "
+        "delivered and not yet acknowledged stay with their consumers. Works beside the "
+        "processes that have the queue open (not one opened with exclusive=True).",
+    )
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask")
+
+    p = commands.add_parser(
+        "migrate", help="convert a pqueue 0.1.x or persist-queue directory into a new queue",
+        description="Copy the items of a directory written by pqueue 0.1.x or persist-queue's "
+        "file Queue into a new pqueue queue at DST, in order, keeping only the items the old "
+        "package would still deliver. SRC is only read, and must be trusted (its items are "
+        "unpickled). The old packages are not needed.",
+    )
+    migrate.add_arguments(p)
+
     demo.add_arguments(commands)
     return parser
 
@@ -122,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "peek": _items,
         "dump": _items,
         "verify": _verify,
+        "purge": _purge,
+        "migrate": migrate.run,
     }.get(args.command, demo.run_command)
     try:
         return command(args)
@@ -247,14 +270,53 @@ def _loads(serializer: str, given: str | None) -> Callable[[bytes], Any]:
     return known
 
 
+# --- purge ----------------------------------------------------------------------------------
+
+
+def _purge(args: argparse.Namespace) -> int:
+    found = stat(args.path)
+    if found.exclusive:
+        raise _CommandError(
+            f"{found.path} is open in a process with exclusive=True: close it first",
+            EXIT_FAILED,
+        )
+    if not args.yes:
+        sys.stderr.write(f"drop {found.waiting:,} waiting items from {found.path}? [y/N] ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            if not answer:
+                sys.stderr.write("\n")
+            raise _CommandError("nothing was dropped", EXIT_FAILED)
+    # A participant like any other; it loads no item, so the serializer is named only.
+    known = {"pickle": None, "json": json, "bytes": serializers.BYTES}
+    serializer = known.get(found.serializer, serializers.NamedSerializer(
+        found.serializer, _refuse_dumps, _refuse_loads))
+    try:
+        with Queue[Any](found.path, serializer=serializer) as q:
+            dropped = q.purge()
+    except QueueLocked as exc:
+        raise _CommandError(f"{exc} (opened with exclusive=True elsewhere)", EXIT_FAILED) from exc
+    print(f"{found.path}: dropped {dropped:,} waiting items")
+    return EXIT_OK
+
+
+def _refuse_dumps(item: Any) -> bytes:
+    raise TypeError("pqueue purge puts nothing")
+
+
+def _refuse_loads(data: bytes) -> Any:
+    raise TypeError("pqueue purge loads nothing")
+
+
 # --- verify ----------------------------------------------------------------------------------
 
 
 def _verify(args: argparse.Namespace) -> int:
-    bar = _ProgressBar(sys.stderr, "verify") if args.progress or sys.stderr.isatty() else None
+    bar = ProgressBar(sys.stderr, "bytes") if args.progress or sys.stderr.isatty() else None
     report = verify(args.path, bar)
     if bar is not None:
-        bar.done()
+        bar.finish()
     if args.json:
         print(json.dumps({
             "path": report.path, "ok": report.ok, "records": report.records,
@@ -274,28 +336,3 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"{report.path}: {verdict}: {report.records:,} item records in "
               f"{report.chunk_files} chunk files and {report.acks:,} acknowledgements read")
     return EXIT_OK if report.ok else EXIT_FAILED
-
-
-class _ProgressBar:
-    """A progress bar on ``stream`` (stderr), redrawn in place at each call."""
-
-    def __init__(self, stream: TextIO, label: str, width: int = 30) -> None:
-        self.stream = stream
-        self.label = label
-        self.width = width
-        self.drawn = False
-
-    def __call__(self, done: int, total: int) -> None:
-        share = done / total if total else 1.0
-        filled = round(share * self.width)
-        self.stream.write(
-            f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {share:6.1%} "
-            f"{done:,}/{total:,} bytes"
-        )
-        self.stream.flush()
-        self.drawn = True
-
-    def done(self) -> None:
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()

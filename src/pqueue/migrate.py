@@ -55,11 +55,12 @@ import stat
 import sys
 from collections.abc import Callable, Iterator
 from time import monotonic
-from typing import Any, BinaryIO, Literal, TextIO
+from typing import Any, BinaryIO, Literal
 
 import attrs
 
 from pqueue.core.errors import CorruptQueueError, PQueueError, UnsupportedFormatError
+from pqueue.progress import ProgressBar
 from pqueue.queue import Queue
 
 __all__ = [
@@ -630,28 +631,6 @@ def migrate(
 # --- the command line ----------------------------------------------------------------------
 
 
-class _Bar:
-    """A one-line text progress bar, redrawn in place on a terminal."""
-
-    def __init__(self, stream: TextIO, width: int = 30) -> None:
-        self.stream = stream
-        self.width = width
-        self.drawn = False
-
-    def __call__(self, done: int, total: int) -> None:
-        filled = self.width * done // total if total else self.width
-        percent = 100 * done // total if total else 100
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r[{bar}] {done}/{total} items ({percent}%)")
-        self.stream.flush()
-        self.drawn = True
-
-    def finish(self) -> None:
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -686,7 +665,7 @@ def run(args: argparse.Namespace) -> int:
     be read, an item cannot be unpickled, an IO error) or 2 (a usage error: the source is
     not a queue of those formats, or a pqueue queue already; the destination cannot be
     used)."""
-    bar = _Bar(sys.stderr) if args.progress or sys.stderr.isatty() else None
+    bar = ProgressBar(sys.stderr, "items") if args.progress or sys.stderr.isatty() else None
     try:
         report = migrate(
             args.src, args.dst, progress=bar, durability=args.durability,
@@ -710,7 +689,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _error(bar: _Bar | None, message: str) -> None:
+def _error(bar: ProgressBar | None, message: str) -> None:
     if bar is not None:
         bar.finish()
     print(f"pqueue migrate: {message}", file=sys.stderr)
