@@ -281,7 +281,7 @@ def test_a_serializer_returning_text_is_a_clear_error(qdir: str) -> None:
         def loads(self, data: bytes) -> Any:
             return data
 
-    with Queue[str](qdir, serializer=Text()) as q:
+    with Queue[str](qdir, serializer=Text()) as q:  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="returned str"):
             q.put("x")
         assert q.qsize() == 0
@@ -289,7 +289,7 @@ def test_a_serializer_returning_text_is_a_clear_error(qdir: str) -> None:
 
 def test_an_object_without_dumps_is_not_a_serializer(qdir: str) -> None:
     with pytest.raises(TypeError, match="dumps\\(\\) and loads\\(\\)"):
-        Queue(qdir, serializer=object())
+        Queue(qdir, serializer=object())  # type: ignore[arg-type]
 
 
 def test_reopening_with_another_serializer_is_refused(qdir: str) -> None:

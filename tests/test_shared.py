@@ -10,6 +10,7 @@ the per-object life (close, shutdown). The crash sweeps of two processes are in
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import signal
 import subprocess
@@ -75,7 +76,10 @@ def test_reassigning_a_queue_counts_the_old_objects_deliveries_at_once(qdir: str
     q.close()
 
 
-def test_a_killed_process_gives_its_items_back_at_once(qdir: str) -> None:
+def test_a_killed_process_gives_its_items_back_at_once(
+    qdir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pqueue")
     with Queue[int](qdir) as q:
         for i in range(5):
             q.put(i)
@@ -97,6 +101,9 @@ def test_a_killed_process_gives_its_items_back_at_once(qdir: str) -> None:
         start = time.monotonic()
         assert [q.get(timeout=5), q.get(timeout=5)] == [0, 1]  # given back, first, in order
         assert time.monotonic() - start < 1.0  # no lease timeout: at once
+        gone = [r for r in caplog.records if "is gone" in r.getMessage()]
+        assert len(gone) == 1 and gone[0].levelname == "WARNING"  # for the operator
+        assert "the 2 items it held are delivered again" in gone[0].getMessage()
         assert q.get(timeout=5) == 3
         for _ in range(4):
             q.task_done()
@@ -223,7 +230,10 @@ def test_a_delayed_nack_lets_the_items_behind_it_through(qdir: str) -> None:
         back.ack()
 
 
-def test_a_lease_that_runs_out_is_given_back_and_its_late_ack_refused(qdir: str) -> None:
+def test_a_lease_that_runs_out_is_given_back_and_its_late_ack_refused(
+    qdir: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pqueue")
     with Queue[str](qdir, lease_timeout=0.2) as q, Queue[str](qdir) as other:
         q.put("job")
         hung = q.get_delivery()
@@ -231,6 +241,7 @@ def test_a_lease_that_runs_out_is_given_back_and_its_late_ack_refused(qdir: str)
             other.get_delivery(block=False)  # held, lease running
         taken = other.get_delivery(timeout=5)  # once the lease ran out
         assert (taken.item, taken.attempt) == ("job", 2)
+        assert any("the lease of 1 deliveries ran out" in r.getMessage() for r in caplog.records)
         with pytest.raises(LeaseExpiredError, match="lease ran out") as raised:
             hung.ack()
         assert raised.value.seq == hung.seq

@@ -26,6 +26,8 @@ from pqueue.core.errors import SerializerMismatchError as SerializerMismatchErro
 from pqueue.core.errors import SharedStateError as SharedStateError
 from pqueue.core.errors import ShutDown as ShutDown
 from pqueue.core.errors import UnsupportedFormatError as UnsupportedFormatError
+from pqueue.core.state import Durability as Durability
+from pqueue.protocols import QueueLike as QueueLike
 from pqueue.queue import DeadLetter as DeadLetter
 from pqueue.queue import Delivery as Delivery
 from pqueue.queue import Queue as Queue
@@ -37,6 +39,7 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "DiskFullError",
+    "Durability",
     "Empty",
     "Full",
     "LeaseExpiredError",
@@ -47,6 +50,7 @@ __all__ = [
     "QueueBrokenError",
     "QueueClosedError",
     "QueueForkedError",
+    "QueueLike",
     "QueueLocked",
     "QueueSupersededError",
     "SerializerMismatchError",

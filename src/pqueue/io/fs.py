@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import functools
 import io
 import os
@@ -30,6 +29,14 @@ import sys
 import threading
 from collections.abc import Callable, Hashable
 from typing import Literal, Protocol, cast, runtime_checkable
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover (not POSIX)
+    raise ImportError(
+        f"pqueue needs a POSIX system (Linux, or macOS and the BSDs): it locks with flock(), "
+        f"which {sys.platform!r} does not have"
+    ) from None
 
 __all__ = ["FileKind", "FileMutex", "FileSystem", "Lock", "OsFileSystem", "Watch"]
 

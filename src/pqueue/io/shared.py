@@ -67,7 +67,7 @@ from pqueue.core.snapshot import (
 )
 from pqueue.core.state import Config, Ledger, QueueState, chunk_path
 from pqueue.io.fs import FileMutex, FileSystem, Lock, OsFileSystem, Watch
-from pqueue.io.shell import Shell, apply, check_regular, observe
+from pqueue.io.shell import Shell, apply, check_regular, log, observe
 
 __all__ = ["PEER_PREFIX", "DeadLetterSink", "SharedShell", "join", "peer_path", "shared_path"]
 
@@ -565,6 +565,9 @@ class SharedShell(Shell):
                     elif deadline < earliest:
                         earliest = deadline
             self._earliest = earliest
+            if expired:
+                log.info("%s: the lease of %d deliveries ran out; they are delivered again",
+                         self.state.config.directory, len(expired))
             self._return(expired)
         if not self.shared:
             return
@@ -573,7 +576,12 @@ class SharedShell(Shell):
         for owner in others:
             path = peer_path(directory, owner)
             if not self.fs.probe(path):
-                self.release_owner(owner)
+                count = self.release_owner(owner)
+                log.warning(
+                    "%s: participant %x is gone (its process died, or it was dropped without "
+                    "close()); the %d items it held are delivered again", directory, owner,
+                    count,
+                )
                 with contextlib.suppress(FileNotFoundError):
                     self.fs.unlink(path)
 
