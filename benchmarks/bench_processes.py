@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import pqueue
-from bench import ITEM_SIZE, Fifo, _file_system, _positive, _run_once, _run_queue
+from pqueue.bench import ITEM_SIZE, Fifo, _file_system, _positive, _run_once, _run_queue
 from pqueue.io import OsFileSystem
 
 Durability = Literal["fsync", "flush"]

@@ -1,34 +1,21 @@
-"""benchmarks/bench.py runs end to end (with tiny N): it measures nothing here, it only
-has to keep working. Its numbers are read from a real run, never asserted in tests."""
+"""The benchmark (``pqueue.bench``: ``pqueue bench``, benchmarks/bench.py) runs end to end
+(with tiny N): it measures nothing here, it only has to keep working. Its numbers are read
+from a real run, never asserted in tests."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 import pqueue
-
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
-
-
-def load_bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pqueue_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look it up
-    spec.loader.exec_module(module)
-    return module
+from pqueue import Durability, bench
 
 
 def test_the_benchmark_runs_every_target_and_reports_every_check(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bench = load_bench(monkeypatch)
     out = tmp_path / "bench.json"
     bench.main(
         ["--dir", str(tmp_path), "--n-slow", "20", "--n-fast", "200", "--repeat", "1",
@@ -71,13 +58,13 @@ def test_the_benchmark_runs_every_target_and_reports_every_check(
 
 @pytest.mark.parametrize("durability", ["flush", "fsync"])
 def test_held_deliveries_are_left_out_of_the_get_phase_and_acked_at_the_end(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durability: str
+    tmp_path: Path, durability: Durability
 ) -> None:
-    bench = load_bench(monkeypatch)
     phases = bench._pqueue_run(durability, 3)(tmp_path, 10)
     assert phases.get_phase == "get + task_done, 3 held"
     assert phases.get_items == 7  # the get phase got the 10 items put but the 3 held
-    assert phases.get > 0 and phases.interleaved > 0
+    assert phases.get is not None and phases.get > 0
+    assert phases.interleaved is not None and phases.interleaved > 0
     reopened = pqueue.Queue[bytes](tmp_path / "q", durability="flush")
     try:  # nothing delivered again: the held deliveries were acked before close
         assert reopened.qsize() == 0
@@ -85,10 +72,7 @@ def test_held_deliveries_are_left_out_of_the_get_phase_and_acked_at_the_end(
         reopened.close()
 
 
-def test_held_deliveries_are_at_most_half_of_n(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    bench = load_bench(monkeypatch)
+def test_held_deliveries_are_at_most_half_of_n(tmp_path: Path) -> None:
     phases = bench._pqueue_run("flush", 1000)(tmp_path, 9)
     assert phases.get_phase == "get + task_done, 4 held"
     assert phases.get_items == 5

@@ -68,10 +68,10 @@ def test_version_and_help_show_the_public_commands_only() -> None:
     assert (out.returncode, out.stdout.strip()) == (0, f"pqueue {pqueue.__version__}")
     out = cli("--help")
     assert out.returncode == 0
-    for command in ("stat", "peek", "dump", "verify", "demo"):
+    for command in ("stat", "peek", "dump", "verify", "purge", "migrate", "bench", "demo"):
         assert f"    {command} " in out.stdout
     assert "_producer" not in out.stdout and "_worker" not in out.stdout
-    for command in ("stat", "peek", "dump", "verify", "demo"):
+    for command in ("stat", "peek", "dump", "verify", "purge", "migrate", "bench", "demo"):
         sub = cli(command, "--help")
         assert sub.returncode == 0 and "usage: pqueue " + command in sub.stdout
 
@@ -266,3 +266,11 @@ def test_the_read_only_commands_never_create_a_queue(tmp_path: Any, command: str
     empty.mkdir()
     assert cli(command, str(empty)).returncode == 2
     assert list(empty.iterdir()) == []
+
+
+def test_bench_runs_the_benchmark_from_the_installed_package(tmp_path: Any) -> None:
+    out = cli("bench", "--dir", str(tmp_path), "--n-slow", "10", "--n-fast", "100")
+    assert out.returncode == 0, out.stderr
+    assert "| pqueue fsync" in out.stdout or "pqueue" in out.stdout.splitlines()[0]
+    assert "## Targets" in out.stdout
+    assert list(tmp_path.iterdir()) == []  # its directories are removed

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from pqueue import __version__, demo, migrate, serializers
+from pqueue import __version__, bench, demo, migrate, serializers
 from pqueue.core.errors import (
     CorruptQueueError,
     LegacyFormatError,
@@ -121,6 +121,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     migrate.add_arguments(p)
 
+    p = commands.add_parser(
+        "bench", help="measure put and get rates on this machine (short; --full for the "
+        "standard run)",
+        description="Throughput of pqueue beside its peers that are installed and the raw "
+        "disk, in one run: a short run by default.",
+    )
+    p.add_argument("--full", action="store_true",
+                   help=f"the standard sizes ({bench.FULL}) instead of {bench.QUICK}")
+    bench.add_arguments(p, bench.QUICK)
+
     demo.add_arguments(commands)
     return parser
 
@@ -145,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify": _verify,
         "purge": _purge,
         "migrate": migrate.run,
+        "bench": _bench,
     }.get(args.command, demo.run_command)
     try:
         return command(args)
@@ -307,6 +318,17 @@ def _refuse_dumps(item: Any) -> bytes:
 
 def _refuse_loads(data: bytes) -> Any:
     raise TypeError("pqueue purge loads nothing")
+
+
+# --- bench ----------------------------------------------------------------------------------
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.full:
+        for key, value in bench.FULL.items():
+            if getattr(args, key) == bench.QUICK[key]:  # not given: the full run's size
+                setattr(args, key, value)
+    return bench.run(args)
 
 
 # --- verify ----------------------------------------------------------------------------------
