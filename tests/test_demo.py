@@ -3,6 +3,7 @@ checks the result; its checker catches broken promises."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -39,10 +40,22 @@ def test_the_demo_kills_workers_and_finds_every_job_done_or_dead(tmp_path: Path)
     assert out.stdout.rstrip().endswith("nothing acknowledged came back.")
 
 
-def test_the_demo_makes_its_own_directory_by_default() -> None:
+def test_the_demo_makes_its_own_directory_by_default_and_removes_it() -> None:
     out = demo("--rounds", "1", "--durability", "flush")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "pqueue-demo-" in out.stdout
+    made = re.search(r"^\(removed (\S*pqueue-demo-\S+), made for the demo\)$", out.stdout,
+                     re.MULTILINE)
+    assert made, out.stdout
+    assert not os.path.exists(made[1])
+    assert "counts as neither" in out.stdout  # what a kill in the middle of a call means
+
+
+def test_the_demo_leaves_a_directory_it_was_given(tmp_path: Path) -> None:
+    path = tmp_path / "q"
+    out = demo(str(path), "--rounds", "1", "--durability", "flush")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"(the queue is left in {path}, as given)" in out.stdout
+    assert (path / "info").exists()
 
 
 # --- the checker, fed made-up reports ----------------------------------------------------------
