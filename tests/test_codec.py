@@ -340,6 +340,13 @@ def test_a_pickled_info_of_pqueue_0_1_is_legacy(protocol: int) -> None:
     assert "migrate" in str(raised.value)
 
 
+def test_a_json_info_of_persist_queue_is_legacy() -> None:
+    old = b'{"chunksize": 3, "size": 6, "tail": [1, 2, 46], "head": [3, 2, 10]}'
+    with pytest.raises(LegacyFormatError, match="persist-queue") as raised:
+        decode_info(old, "/q/info")
+    assert "python -m pqueue migrate SRC DST" in str(raised.value)
+
+
 def test_the_codec_exports_what_it_defines() -> None:
     for name in codec.__all__:
         assert hasattr(codec, name)

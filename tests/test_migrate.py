@@ -154,8 +154,11 @@ def test_missing_parents_of_the_destination_are_made(tmp_path: Path) -> None:
     assert len(drain(dst)) == len(expected("pqueue01-unfinished")["delivered"])
 
 
-def test_pqueue_refuses_a_legacy_directory_and_names_the_command(tmp_path: Path) -> None:
-    src = copy_fixture("pqueue01-partial", tmp_path)
+@pytest.mark.parametrize("fixture", ["pqueue01-partial", "persistqueue-json-partial"])
+def test_pqueue_refuses_a_legacy_directory_and_names_the_command(
+    tmp_path: Path, fixture: str
+) -> None:
+    src = copy_fixture(fixture, tmp_path)
     with pytest.raises(LegacyFormatError) as raised:
         Queue(src)
     message = str(raised.value)

@@ -378,7 +378,8 @@ def encode_info(info: Info) -> bytes:
 def decode_info(data: bytes, path: str) -> Info:
     """Parse and validate an ``info`` file read from ``path``.
 
-    Raises ``LegacyFormatError`` for a pqueue 0.1.x (pickled) file, ``UnsupportedFormatError``
+    Raises ``LegacyFormatError`` for a pqueue 0.1.x (pickled) file or one of persist-queue's
+    file ``Queue`` with the json serializer, ``UnsupportedFormatError``
     for an unknown format version and ``CorruptQueueError`` for anything else that is not a
     valid checkpoint: not JSON, a checksum that does not match (version 2), a field missing,
     unknown, of the wrong type or out of bounds.
@@ -397,6 +398,12 @@ def decode_info(data: bytes, path: str) -> Info:
     except (UnicodeDecodeError, ValueError) as exc:
         offset = getattr(exc, "pos", getattr(exc, "start", 0))
         raise CorruptQueueError(path, offset, f"the info file is not valid JSON ({exc})") from exc
+    if isinstance(raw, dict) and "format" not in raw and {"chunksize", "size", "tail",
+                                                           "head"} <= raw.keys():
+        raise LegacyFormatError(
+            path, "persist-queue's file Queue (its info file has persist-queue's fields)",
+            "persist-queue",
+        )
     if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
         raise CorruptQueueError(path, 0, "the info file is not a pqueue checkpoint")
     version = raw.get("version")

@@ -79,16 +79,22 @@ class UnsupportedFormatError(PQueueError):
 
 
 class LegacyFormatError(UnsupportedFormatError):
-    """The queue directory was written by pqueue 0.1.x (a pickled ``info`` file)."""
+    """The queue directory was written by pqueue 0.1.x (a pickled ``info`` file) or by
+    persist-queue's file ``Queue``: ``pqueue migrate`` converts it."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(
+        self, path: str,
+        writer: str = "pqueue 0.1.x (its info file is a pickle)",
+        by_hand: str = "pqueue==0.1.7",
+    ) -> None:
         super().__init__(
             path,
-            "this queue was written by pqueue 0.1.x (its info file is a pickle), whose format "
-            "this version does not read. To migrate it: python -m pqueue migrate SRC DST "
-            "(SRC: this directory, which it only reads; DST: a new one), then remove the old "
-            "directory. (By hand: drain it with pqueue==0.1.7 into a new queue.)",
+            f"this queue was written by {writer}, whose format this version does not read. "
+            "To migrate it: python -m pqueue migrate SRC DST (SRC: this directory, which it "
+            "only reads; DST: a new one), then remove the old directory. (By hand: drain it "
+            f"with {by_hand} into a new queue.)",
         )
+        self.writer = writer
 
 
 class SerializerMismatchError(PQueueError):
