@@ -76,3 +76,11 @@ def test_held_deliveries_are_at_most_half_of_n(tmp_path: Path) -> None:
     phases = bench._pqueue_run("flush", 1000)(tmp_path, 9)
     assert phases.get_phase == "get + task_done, 4 held"
     assert phases.get_items == 5
+
+
+def test_the_chart_is_a_png_of_the_run(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    chart = tmp_path / "bench.png"
+    bench.main(["--dir", str(tmp_path), "--n-slow", "10", "--n-fast", "100", "--repeat", "1",
+                "--chart", str(chart)])
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -704,6 +704,38 @@ QUICK = {"n_slow": 400, "n_fast": 5000, "repeat": 1}
 FULL = {"n_slow": 4000, "n_fast": 100_000, "repeat": 3}
 
 
+def write_chart(path: Path, header: dict[str, object], results: dict[str, Result]) -> None:
+    """Draw the run's put and get rates (items/s, log scale) of every target measured, as a
+    PNG at ``path``. Needs matplotlib (not a dependency of pqueue: ``pip install
+    matplotlib``)."""
+    try:
+        matplotlib = importlib.import_module("matplotlib")
+    except ImportError:
+        raise SystemExit("--chart needs matplotlib: pip install matplotlib") from None
+    matplotlib.use("Agg")
+    plt: Any = importlib.import_module("matplotlib.pyplot")
+    rows = [(r.target.name, r.rates) for r in results.values() if r.rates]
+    rows.reverse()  # the first target on top
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
+    y = list(range(len(rows)))
+    for offset, phase, label in ((0.2, "put", "put/s"), (-0.2, "get", "get (+ ack)/s")):
+        values = [rates.get(phase, 0.0) for _, rates in rows]
+        ax.barh([i + offset for i in y], values, height=0.4, label=label)
+    ax.set_yticks(y)
+    ax.set_yticklabels([name for name, _ in rows], fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"items of {ITEM_SIZE} bytes per second (log scale)")
+    ax.set_title(
+        f"pqueue {header['pqueue']}, Python {header['python']}, {header['file_system']}, "
+        f"{header['date']}", fontsize=9,
+    )
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def add_arguments(parser: argparse.ArgumentParser, sizes: dict[str, int]) -> None:
     """The benchmark's options, added to ``parser``, with ``sizes`` (QUICK or FULL) as the
     defaults."""
@@ -719,6 +751,8 @@ def add_arguments(parser: argparse.ArgumentParser, sizes: dict[str, int]) -> Non
     parser.add_argument("--repeat", type=_positive, default=sizes["repeat"],
                         help=f"runs per target; the median rate is kept ({sizes['repeat']})")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the numbers here")
+    parser.add_argument("--chart", type=Path, metavar="FILE",
+                        help="also draw the rates as a PNG here (needs matplotlib)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -772,6 +806,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json is not None:
         write_json(args.json, header, results, outcomes)
+    if args.chart is not None:
+        write_chart(args.chart, header, results)
     return 0
 
 
