@@ -802,6 +802,42 @@ def test_a_write_that_fails_under_cancellation_raises_cancelled(tmp_path: Path) 
     run(main)
 
 
+class FailsTheSecondTime:
+    """pickle, but the second dumps of the item "bad" fails: a put that waited for room,
+    then fails to write."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def dumps(self, obj: object) -> bytes:
+        if obj == "bad":
+            self.calls += 1
+            if self.calls == 2:
+                raise ValueError("cannot write this one")
+        return pickle.dumps(obj)
+
+    def loads(self, data: bytes) -> object:
+        return pickle.loads(data)
+
+
+def test_a_put_that_fails_after_waiting_lets_the_next_one_in(tmp_path: Path) -> None:
+    async def main() -> None:
+        path = tmp_path / "q"
+        async with AsyncQueue[Any](path, maxsize=1, serializer=FailsTheSecondTime()) as q:
+            q.put_nowait("in")
+            failing = asyncio.create_task(q.put("bad"))
+            assert await stays(lambda: not failing.done())
+            behind = asyncio.create_task(q.put("good"))
+            assert await stays(lambda: not behind.done())
+            assert q.get_nowait() == "in"
+            with pytest.raises(ValueError):
+                await asyncio.wait_for(failing, LIVENESS)
+            await asyncio.wait_for(behind, LIVENESS)
+            assert q.get_nowait() == "good"
+
+    run(main)
+
+
 def test_the_loop_keeps_running_while_operations_wait(slow: AsyncQueue[Any]) -> None:
     async def main() -> None:
         ticks = 0

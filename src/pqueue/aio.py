@@ -619,17 +619,24 @@ class AsyncQueue(Generic[T]):
             raise QueueShutDown(f"the queue at {self.path!r} was shut down")
         if self._putters:
             await self._wait_turn(loop, first=False)
-        while True:
-            try:
-                await self._outcome_of(loop, partial(self._queue.put_nowait, item))
-            except Full:
-                await self._wait_turn(loop, first=True)
-                continue
-            except ShutDown as exc:
-                raise _translated(exc) from None
-            break
-        if self._putters:
-            self._pass_turn()  # there may be room for the next one too
+        writing = True
+        try:
+            while True:
+                try:
+                    await self._outcome_of(loop, partial(self._queue.put_nowait, item))
+                except Full:
+                    writing = False
+                    await self._wait_turn(loop, first=True)
+                    writing = True
+                    continue
+                except ShutDown as exc:
+                    raise _translated(exc) from None
+                break
+        finally:
+            # The write is over, done or failed: the next putter in line tries now (there
+            # may be room for it too, or its own error to meet).
+            if writing and self._putters:
+                self._pass_turn()
 
     def put_nowait(self, item: T) -> None:
         """Put ``item`` at once (on the calling thread: one write, with its fdatasync in
