@@ -26,9 +26,13 @@ ends them at once, after the IO thread has finished the writes under way.
 The methods without ``await`` (``put_nowait``, ``get_nowait``, ``task_done``, ``qsize``,
 ``empty``, ``full``, ``shutdown``) run on the caller's thread, as in ``asyncio.Queue``, and so
 block the loop for the one operation they make (``put_nowait`` and ``task_done``: one write,
-with its fdatasync in fsync mode). Like ``asyncio.Queue``, an ``AsyncQueue`` is not
-thread-safe: use it from the thread of its event loop only. It is bound to the first event
-loop that awaits one of its coroutines, and refuses others while that loop is open.
+with its fdatasync in fsync mode; the others a read), after the end of any operation on the
+same queue already under way (in one of these threads, or, for the shared lock, in another
+process). ``join()`` makes one such read before it waits.
+
+Like ``asyncio.Queue``, an ``AsyncQueue`` is not thread-safe: use it from the thread of its
+event loop only. It is bound to the first event loop that awaits one of its coroutines, and
+refuses others while that loop is open.
 """
 
 from __future__ import annotations
@@ -67,7 +71,11 @@ else:
         and empty (``asyncio.QueueShutDown`` itself on Python 3.13+)."""
 
 
-_SLICE = 1.0  # seconds a thread waits at most in one blocking call before looking again
+# Seconds a thread waits at most in one blocking call before it looks again whether anyone
+# still wants what it waits for. The getter thread's get, once begun, cannot be called off:
+# an item put within this time after the last waiting get was cancelled is taken, then
+# given back at once (uncounted, first in line again).
+_SLICE = 0.25
 _LINGER = 1.0  # seconds a thread with nothing to do stays before it ends
 _JOIN_TIMEOUT = 10.0  # seconds close() waits for a thread to end
 
@@ -590,7 +598,7 @@ class AsyncQueue(Generic[T]):
 
     def full(self) -> bool:
         """Whether ``put_nowait`` would raise ``QueueFull`` (never, for an unbounded queue)."""
-        return self._queue.full()
+        return 0 < self.maxsize <= self.qsize()
 
     async def put(self, item: T) -> None:
         """Put ``item`` at the end of the queue, waiting for room while the queue is full;
@@ -623,7 +631,7 @@ class AsyncQueue(Generic[T]):
         try:
             while True:
                 try:
-                    await self._outcome_of(loop, partial(self._queue.put_nowait, item))
+                    await self._outcome_of(loop, partial(self._put_now, item))
                 except Full:
                     writing = False
                     await self._wait_turn(loop, first=True)
@@ -643,9 +651,16 @@ class AsyncQueue(Generic[T]):
         fsync mode), or raise ``asyncio.QueueFull``; ``QueueShutDown`` after shutdown()."""
         self._check_open()
         try:
-            self._queue.put_nowait(item)
+            self._put_now(item)
         except (Full, ShutDown) as exc:
             raise _translated(exc) from None
+
+    def _put_now(self, item: T) -> None:
+        """Put without waiting. In a bounded queue, the items a cancelled get had taken
+        (on their way back) go back first, so that the room looked at is the room there is."""
+        if self._queue.maxsize > 0 and self._spare:
+            self._return_spares()
+        self._queue.put_nowait(item)
 
     async def get(self) -> T:
         """Remove and return the next item, waiting until one is there.
