@@ -31,3 +31,17 @@ def test_importing_without_flock_says_which_platforms_pqueue_needs() -> None:
                          timeout=60, check=True)
     assert "pqueue needs a POSIX system" in out.stdout
     assert "flock()" in out.stdout
+
+
+def test_the_asyncio_front_is_imported_only_when_named() -> None:
+    code = textwrap.dedent("""
+        import sys
+        import pqueue
+        print("asyncio" in sys.modules)
+        from pqueue import AsyncQueue
+        from pqueue.aio import AsyncQueue as Same
+        print(AsyncQueue is Same)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.split() == ["False", "True"]

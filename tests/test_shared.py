@@ -241,7 +241,7 @@ def test_a_lease_that_runs_out_is_given_back_and_its_late_ack_refused(
             other.get_delivery(block=False)  # held, lease running
         taken = other.get_delivery(timeout=5)  # once the lease ran out
         assert (taken.item, taken.attempt) == ("job", 2)
-        assert any("the lease of 1 deliveries ran out" in r.getMessage() for r in caplog.records)
+        assert any("the lease of 1 delivery ran out" in r.getMessage() for r in caplog.records)
         with pytest.raises(LeaseExpiredError, match="lease ran out") as raised:
             hung.ack()
         assert raised.value.seq == hung.seq

@@ -9,6 +9,9 @@
     q.task_done()                       # durable acknowledgement: never delivered again
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from pqueue.core.errors import CorruptQueueError as CorruptQueueError
 from pqueue.core.errors import DiskFullError as DiskFullError
 from pqueue.core.errors import Empty as Empty
@@ -34,7 +37,20 @@ from pqueue.queue import Queue as Queue
 
 __version__ = "0.2.0.dev0"
 
+if TYPE_CHECKING:
+    from pqueue.aio import AsyncDelivery as AsyncDelivery
+    from pqueue.aio import AsyncQueue as AsyncQueue
+
+
+def __getattr__(name: str) -> Any:
+    # The asyncio front is imported when first named: ``import pqueue`` stays free of asyncio.
+    if name in ("AsyncQueue", "AsyncDelivery"):
+        return getattr(importlib.import_module("pqueue.aio"), name)
+    raise AttributeError(f"module 'pqueue' has no attribute {name!r}")
+
 __all__ = [
+    "AsyncDelivery",
+    "AsyncQueue",
     "CorruptQueueError",
     "DeadLetter",
     "Delivery",

@@ -727,9 +727,7 @@ class Queue(Generic[T]):
             try:
                 self._begin()
                 try:
-                    now = monotonic()
-                    if shell.shared or shell.holds:
-                        shell.reap(now)
+                    now = self._reap()
                     found = None if self._dropped else next(shell.upcoming(now), None)
                 except BaseException as exc:
                     self._step_failed(exc)
@@ -739,6 +737,15 @@ class Queue(Generic[T]):
             raise Empty
         item: T = self._loads(found[1])
         return item
+
+    def _reap(self) -> float:
+        """Give back (in the operation begun) what participants that are gone held, and
+        deliveries whose lease ran out: the time it is now."""
+        now = monotonic()
+        shell = self._shell
+        if shell.shared or shell.holds:
+            shell.reap(now)
+        return now
 
     def _take(self, block: bool, timeout: float | None, track: bool) -> tuple[int, bytes, int]:
         """Deliver the next item to the calling thread (under the mutex), waiting for one as
@@ -751,9 +758,7 @@ class Queue(Generic[T]):
         try:
             self._begin()
             try:
-                now = monotonic()
-                if shell.shared or shell.holds:
-                    shell.reap(now)
+                now = self._reap()
                 taken = None if self._dropped else shell.deliver(now, self._lease)
             except BaseException as exc:
                 # A CorruptQueueError leaves the state as it was: the damaged item is not
@@ -838,8 +843,7 @@ class Queue(Generic[T]):
             try:
                 self._begin()
                 try:
-                    # Items of holders that are gone (or whose lease ran out) wait: dropped.
-                    shell.reap(monotonic())
+                    self._reap()  # items of holders that are gone wait: dropped too
                     dropped = shell.purge()
                     if self._putters:
                         self.not_full.notify_all()

@@ -329,11 +329,12 @@ PUTS: tuple[Op, ...] = (("a", "put"), ("b", "put"))
 AFTER_PUTS: tuple[Op, ...] = tuple((p, op) for p in PROCESSES for op in ("get", "ack", "nack"))
 
 
-def test_two_processes_killed_at_every_point_of_five_operations() -> None:
+def sweep(workloads: Iterator[tuple[Op, ...]], label: str) -> tuple[int, int]:
+    """Kill either process at every point of every workload (fsync mode, one item per chunk),
+    with a power loss after every fifth kill point: (runs, power-loss states)."""
     start = time.perf_counter()
     runs = states = 0
-    for suffix in itertools.product(AFTER_PUTS, repeat=3):
-        workload = PUTS + suffix
+    for workload in workloads:
         ops = operations(workload, "fsync", 1)
         for name in PROCESSES:
             for n in range(ops[name] + 1):
@@ -343,34 +344,30 @@ def test_two_processes_killed_at_every_point_of_five_operations() -> None:
                     states += check_power_loss(
                         disk, model, "fsync", 1, f"{list(workload)} kill {name} after {n}",
                     )
-    TALLY.count("two processes, five operations, one killed (fsync)", runs,
+    TALLY.count(f"two processes, {label}, one killed (fsync)", runs,
                 time.perf_counter() - start)
-    TALLY.count("two processes, five operations, then power loss (fsync)", states)
+    TALLY.count(f"two processes, {label}, then power loss (fsync)", states)
+    return runs, states
+
+
+def test_two_processes_killed_at_every_point_of_five_operations() -> None:
+    workloads = (PUTS + suffix for suffix in itertools.product(AFTER_PUTS, repeat=3))
+    runs, states = sweep(workloads, "five operations")
     assert runs > 10000 and states > 10000
+
+
+def with_a_purge() -> Iterator[tuple[Op, ...]]:
+    for position in range(3):
+        for pair in itertools.product(AFTER_PUTS, repeat=2):
+            suffix = list(pair)
+            suffix.insert(position, ("a", "purge"))
+            yield PUTS + tuple(suffix)
 
 
 def test_two_processes_killed_at_every_point_of_five_operations_with_a_purge() -> None:
     """A purge by one process among a put by each and two more gets, acknowledgements and
     nacks: the other's deliveries stay, what waited never comes back once it returned."""
-    start = time.perf_counter()
-    runs = states = 0
-    for position in range(3):
-        for pair in itertools.product(AFTER_PUTS, repeat=2):
-            suffix = list(pair)
-            suffix.insert(position, ("a", "purge"))
-            workload = PUTS + tuple(suffix)
-            ops = operations(workload, "fsync", 1)
-            for name in PROCESSES:
-                for n in range(ops[name] + 1):
-                    disk, model = run(workload, "fsync", 1, (name, n))
-                    runs += 1
-                    if n % 5 == 0:
-                        states += check_power_loss(
-                            disk, model, "fsync", 1, f"{list(workload)} kill {name} after {n}",
-                        )
-    TALLY.count("two processes, five operations with a purge, one killed (fsync)", runs,
-                time.perf_counter() - start)
-    TALLY.count("two processes, five operations with a purge, then power loss (fsync)", states)
+    runs, states = sweep(with_a_purge(), "five operations with a purge")
     assert runs > 3000 and states > 3000
 
 

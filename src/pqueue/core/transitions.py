@@ -417,16 +417,25 @@ def discard(state: QueueState, seq: int, offset: int) -> Step:
     # Those acknowledged before a reopen were not counted as waiting.
     discarded = seq - read - (ranges.count(acked, seq) - ranges.count(acked, read))
     acked = ranges.add_range(acked, read, seq)
-    old_tail = tail
-    tail, acked = ranges.pop_front(acked, tail, seq)
-    cs = config.chunksize
-    if tail // cs != old_tail // cs:
-        ledger = attrs.evolve(ledger, crossings=ledger.crossings + tail // cs - old_tail // cs)
+    tail, acked, ledger = _pass_acknowledged(config, tail, acked, seq, ledger)
     new = QueueState(
         config, head, head_offset, seq, offset, tail, acked, size - discarded, outstanding,
         ack_offset, ledger,
     )
     return checkpoint(new)
+
+
+def _pass_acknowledged(
+    config: Config, tail: int, acked: ranges.Ranges, limit: int, ledger: Ledger
+) -> tuple[int, ranges.Ranges, Ledger]:
+    """Move ``tail`` past the acknowledged items at it (not past ``limit``), counting the
+    chunk boundaries it crosses in the ledger."""
+    old_tail = tail
+    tail, acked = ranges.pop_front(acked, tail, limit)
+    cs = config.chunksize
+    if tail // cs != old_tail // cs:
+        ledger = attrs.evolve(ledger, crossings=ledger.crossings + tail // cs - old_tail // cs)
+    return tail, acked, ledger
 
 
 def drop_waiting(state: QueueState, returned: Iterable[int] = ()) -> Step:
@@ -441,11 +450,7 @@ def drop_waiting(state: QueueState, returned: Iterable[int] = ()) -> Step:
             raise ValueError(f"item {seq} is not a delivered item given back")
         acked = ranges.add(acked, seq)
     acked = ranges.add_range(acked, read, head)
-    old_tail = tail
-    tail, acked = ranges.pop_front(acked, tail, head)
-    cs = config.chunksize
-    if tail // cs != old_tail // cs:
-        ledger = attrs.evolve(ledger, crossings=ledger.crossings + tail // cs - old_tail // cs)
+    tail, acked, ledger = _pass_acknowledged(config, tail, acked, head, ledger)
     new = QueueState(
         config, head, head_offset, head, head_offset, tail, acked, 0, outstanding, ack_offset,
         ledger,

@@ -45,7 +45,7 @@ from typing import Protocol
 import attrs
 
 from pqueue.core import ranges, transitions
-from pqueue.core.codec import Info, decode_info
+from pqueue.core.codec import ACK_RECORD_SIZE, Info, decode_info
 from pqueue.core.deadletter import encode_dead_letter
 from pqueue.core.effects import Effect, Replace
 from pqueue.core.errors import (
@@ -178,6 +178,10 @@ class SharedShell(Shell):
         self.max_attempts: int | None = None
         self.sink: DeadLetterSink | None = None
         self._moving: tuple[int, int] | None = None
+        # The holds and attempt counts as they were before a step that changed them ahead
+        # of its checkpoint (``settle`` of an ack that checkpoints, ``purge``), for the busy
+        # snapshot of the state before it.
+        self._before: tuple[dict[int, Hold], dict[int, int]] | None = None
 
     # --- the critical section ------------------------------------------------------------
 
@@ -253,13 +257,22 @@ class SharedShell(Shell):
             if self.peer is not None:
                 self.peer.release()
 
-    def _publish(self, busy: int = 0, state: QueueState | None = None) -> None:
+    def _publish(
+        self, busy: int = 0, state: QueueState | None = None,
+        holds: dict[int, Hold] | None = None, prior: dict[int, int] | None = None,
+    ) -> None:
+        """Write ``state`` (default: the current one) into ``shared``, with ``holds`` and
+        ``prior`` (default: the current ones)."""
         if state is None:
             state = self.state
+        if holds is None:
+            holds = self.holds
+        if prior is None:
+            prior = self.prior
         self._counter += 1
         data = encode_snapshot(snapshot_of(
-            state, self._boot, self._counter, busy, tuple(sorted(self.holds.values())),
-            tuple(sorted(self.prior.items())), self._moving,
+            state, self._boot, self._counter, busy, tuple(sorted(holds.values())),
+            tuple(sorted(prior.items())), self._moving,
         ))
         self.fs.write(self.path, data, 0)
         self._seen = data
@@ -323,14 +336,29 @@ class SharedShell(Shell):
         self.prior = dict(snap.attempts)
 
     def _apply(self, effects: tuple[Effect, ...], state: QueueState) -> None:
-        if self.shared and any(type(effect) is Replace for effect in effects):
-            # A checkpoint: not safe to abandon half done. The state it records goes into
-            # ``shared`` first, marked busy, so that a participant finding it busy makes
-            # the same checkpoint again: for a checkpoint that moves positions (an
-            # acknowledgement that found the ack log full, a discard, a purge), the state
-            # before it would refer to chunk files it may have deleted already.
+        replace = next(
+            (i for i, effect in enumerate(effects) if type(effect) is Replace), None
+        ) if self.shared else None
+        if replace is None:
+            super()._apply(effects, state)
+            return
+        # A checkpoint: not safe to abandon half done. ``shared`` is marked busy before its
+        # first effect, so that a participant finding it busy makes the checkpoint again,
+        # from the state recorded there: the state before the step until the new ``info``
+        # is renamed into place (a step that fails before that, for lack of space, did not
+        # happen), the state the step leads to from then on. A checkpoint that moves
+        # positions (an acknowledgement that found the ack log full, a discard, a purge)
+        # deletes the chunk files its new tail passed: made again from the state before,
+        # it would refer to files already gone.
+        before = self._before
+        if before is None:
+            self._publish(BUSY_CHECKPOINT)
+        else:  # the holds as they were before the step, which agree with the state before
+            self._publish(BUSY_CHECKPOINT, self.state, *before)
+        super()._apply(effects[:replace], state)
+        if state is not self.state or before is not None:
             self._publish(BUSY_CHECKPOINT, state)
-        super()._apply(effects, state)
+        super()._apply(effects[replace:], state)
 
     # --- holds ---------------------------------------------------------------------------
 
@@ -393,13 +421,18 @@ class SharedShell(Shell):
         how many. Items delivered and not acknowledged stay their holders'."""
         dropped = self.state.size
         returned = self.waiting
-        # The holds go first: the checkpoint's busy snapshot must not offer them again.
+        self._before = (dict(self.holds), self.prior)
+        # The holds go first: once the checkpoint is in place, its busy snapshot must not
+        # offer them again.
         for seq in returned:
             del self.holds[seq]
         self.waiting = []
         self.prior = {}  # counts of items not delivered since a recovery: all dropped
         self._changed = True
-        self.run(transitions.drop_waiting(self.state, returned))
+        try:
+            self.run(transitions.drop_waiting(self.state, returned))
+        finally:
+            self._before = None
         self.forget_read_ahead()
         return dropped
 
@@ -496,12 +529,17 @@ class SharedShell(Shell):
         acknowledgement fails (the shell is then broken, and nothing of it is published).
         """
         hold = self._mine(seq)
+        state = self.state
+        if self.shared and state.ack_offset + ACK_RECORD_SIZE > state.ledger.ack_capacity:
+            self._before = (dict(self.holds), self.prior)  # the ack log is full: it checkpoints
         del self.holds[seq]
         try:
             self.ack(seq)
         except BaseException:
             self.holds[seq] = hold
             raise
+        finally:
+            self._before = None
 
     def give_back(self, seq: int, not_before: float, counted: bool = True) -> None:
         """Give item ``seq`` (held by this participant) back, to be delivered again from
@@ -566,8 +604,9 @@ class SharedShell(Shell):
                         earliest = deadline
             self._earliest = earliest
             if expired:
-                log.info("%s: the lease of %d deliveries ran out; they are delivered again",
-                         self.state.config.directory, len(expired))
+                log.info("%s: the lease of %s ran out; delivered again",
+                         self.state.config.directory,
+                         "1 delivery" if len(expired) == 1 else f"{len(expired)} deliveries")
             self._return(expired)
         if not self.shared:
             return
@@ -579,8 +618,9 @@ class SharedShell(Shell):
                 count = self.release_owner(owner)
                 log.warning(
                     "%s: participant %x is gone (its process died, or it was dropped without "
-                    "close()); the %d items it held are delivered again", directory, owner,
-                    count,
+                    "close()); %s it held %s delivered again", directory, owner,
+                    "the item" if count == 1 else f"the {count} items",
+                    "is" if count == 1 else "are",
                 )
                 with contextlib.suppress(FileNotFoundError):
                     self.fs.unlink(path)
