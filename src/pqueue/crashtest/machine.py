@@ -59,6 +59,7 @@ instead (see docs/crashtest.md).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from hypothesis import event
@@ -121,14 +122,20 @@ class CrashMachine(RuleBasedStateMachine):
         if crash_at is None:
             operation()
             return True
-        self.disk.crash_after(crash_at)
+        disk = self.disk
+        disk.crash_after(crash_at)
         try:
             operation()
         except SimulatedCrash:
+            if not disk.crashed:
+                raise  # not the crash armed here: teardown() turns it into a failure
             event("crash: inside an operation")
             self._restart(data, self.max_nested_crashes)
             return False
-        self.disk.crash_after(None)
+        finally:
+            # Disarmed however the operation ended (an ordinary exception included), so
+            # that no later call of the test meets a crash this operation did not reach.
+            disk.crash_after(None)
         return True
 
     @rule(data=st.data())
@@ -137,6 +144,25 @@ class CrashMachine(RuleBasedStateMachine):
         reopens."""
         event("crash: between operations")
         self._restart(data, self.max_nested_crashes)
+
+    def teardown(self) -> None:
+        """Turn a ``SimulatedCrash`` that escaped a rule into an ``AssertionError``.
+
+        The machine catches the crashes it arms. Any other one (a call through a process the
+        test killed, on a disk that crashed before, or after a ``crash_after`` of the test's
+        own) is a ``BaseException``, which Hypothesis would let through without shrinking
+        or printing the steps; as an ``AssertionError`` it is a failure like any other.
+        Hypothesis calls ``teardown`` as the run ends, however it ends: a subclass that
+        overrides it must call ``super().teardown()``.
+        """
+        escaped = sys.exc_info()[1]
+        super().teardown()
+        if isinstance(escaped, SimulatedCrash):
+            raise AssertionError(
+                f"SimulatedCrash escaped a rule where the machine had not armed a crash: "
+                f"{escaped} (a call on a disk that had crashed, through a killed process, "
+                f"or a crash_after outside attempt?)"
+            ) from escaped
 
     def _restart(self, data: st.DataObject, nesting: int) -> None:
         self.crashes += 1
@@ -148,14 +174,18 @@ class CrashMachine(RuleBasedStateMachine):
                 label="crash while reopening after operations",
             )
         if crash_at is not None:
-            self.disk.crash_after(crash_at)
+            disk = self.disk
+            disk.crash_after(crash_at)
             try:
-                self.open(self.disk)
+                self.open(disk)
             except SimulatedCrash:
+                if not disk.crashed:
+                    raise
                 event("crash: while reopening after a crash")
                 self._restart(data, nesting - 1)
                 return
-            self.disk.crash_after(None)
+            finally:
+                disk.crash_after(None)
         else:
             self.open(self.disk)
         self.recovered()
