@@ -419,6 +419,9 @@ class SimulatedDisk:
         self._interrupting: _Interrupt | None = None  # due at the end of the current call
         self._armed = False  # whether there are faults or interrupts to count calls for
         self._capacity: int | None = None
+        # While ``_recording``: the disk as it was before each state-changing call.
+        self._snapshots: list[SimulatedDisk] | None = None
+        self._snapshot_limit = 0
 
     # -- harness controls --------------------------------------------------------------
 
@@ -1172,6 +1175,29 @@ class SimulatedDisk:
 
     # -- internals -----------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _recording(self, limit: int) -> Iterator[list[SimulatedDisk]]:
+        """Meanwhile, keep a ``copy()`` of the disk before each of the next ``limit``
+        state-changing calls: item ``n`` of the list is the disk ``crash_after(n)`` would
+        have left (a crashed call has no effect). What ``CrashMachine`` measures an
+        operation with, and crashes it from."""
+        snapshots: list[SimulatedDisk] = []
+        with self._mutex:
+            previous = self._snapshots, self._snapshot_limit
+            self._snapshots, self._snapshot_limit = snapshots, limit
+        try:
+            yield snapshots
+        finally:
+            with self._mutex:
+                self._snapshots, self._snapshot_limit = previous
+
+    def _crash(self) -> None:
+        """Crash the disk now, as the crash armed by ``crash_after`` does."""
+        with self._mutex:
+            self._crashed = True
+            self._countdown = None
+            self._changes.notify_all()
+
     def _new_ino(self) -> int:
         ino = self._next_ino
         self._next_ino += 1
@@ -1200,6 +1226,8 @@ class SimulatedDisk:
                 if caller._countdown is not None:
                     caller._countdown -= 1
                 caller._operations += 1
+            if self._snapshots is not None and len(self._snapshots) < self._snapshot_limit:
+                self._snapshots.append(self.copy())
             if self._countdown is not None:
                 self._countdown -= 1
             self._operations += 1

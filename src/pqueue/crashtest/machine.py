@@ -3,11 +3,12 @@
 Subclass it, open your system on ``self.disk`` in an ``@initialize`` rule (through
 ``self.open``), and run every operation of your rules through ``self.attempt(operation,
 data)``. Hypothesis then decides, for each operation, whether the disk crashes inside it
-(after how many of its state-changing file operations) and, if it does, which of the states
-that crash could leave the disk in (under ``self.model``) the system reopens on. After every
-crash the machine calls ``open`` on the crashed disk and then your ``recovered()``, which
-checks the reopened system against your model. A ``crash`` rule also crashes between
-operations. Failures shrink to the fewest operations, crash points and lost writes::
+(after how many of the state-changing file operations it was measured to make) and, if it
+does, which of the states that crash could leave the disk in (under ``self.model``) the
+system reopens on. After every crash the machine calls ``open`` on the crashed disk and then
+your ``recovered()``, which checks the reopened system against your model. A ``crash`` rule
+also crashes between operations. Failures shrink to the fewest operations, crash points and
+lost writes::
 
     from hypothesis import strategies as st
     from hypothesis.stateful import initialize, rule
@@ -80,8 +81,10 @@ class CrashMachine(RuleBasedStateMachine):
 
     - ``model``: the ``PersistenceModel`` crashes follow (default ``POWER_LOSS``; an
       ``@initialize`` rule may also set ``self.model`` per run).
-    - ``max_crash_ops``: crash points drawn inside an operation go up to this many of its
-      state-changing file operations (a larger number means the operation completes).
+    - ``max_crash_ops``: a crash inside an operation (or a reopening) comes after at most
+      this many of its state-changing file operations (40 by default). The crash point is
+      drawn among the calls the operation was measured to make (see ``attempt``), so a
+      short operation crashes as often as a long one.
     - ``max_nested_crashes``: how many times reopening after a crash may itself crash.
 
     Subclasses implement ``open(disk)`` and ``recovered()``. ``self.disk`` is the disk the
@@ -114,36 +117,31 @@ class CrashMachine(RuleBasedStateMachine):
         Returns True if it completed. If the disk crashed, the system was reopened on a drawn
         crash state and ``recovered()`` was called; returns False. An operation that did not
         complete may or may not have taken effect: the model must allow both.
+
+        The crash point is drawn among the state-changing calls the operation made: the
+        operation runs to its end with the disk kept as it was before each of those calls
+        (up to ``max_crash_ops + 1`` of them), then Hypothesis draws whether it crashed and
+        after how many of them. A crash after ``n`` calls leaves the disk as it was before
+        call ``n + 1``, what ``crash_after(n)`` would have left, and marks the disk the
+        operation ran on crashed, so that any later call on it raises ``SimulatedCrash``.
+        The operation itself never sees the crash: its effects outside the disk (on the
+        test's own state) happen whole, so keep them out of it, as the model should change
+        only after ``attempt`` returns. An exception the operation raises (an ``Exception``)
+        is raised again unless a crash was drawn before it.
         """
-        crash_at = data.draw(
-            st.none() | st.integers(min_value=0, max_value=self.max_crash_ops),
-            label="crash after operations",
-        )
-        if crash_at is None:
-            operation()
+        crashed = self._measure(operation, data, "crash after operations")
+        if crashed is None:
             return True
-        disk = self.disk
-        disk.crash_after(crash_at)
-        try:
-            operation()
-        except SimulatedCrash:
-            if not disk.crashed:
-                raise  # not the crash armed here: teardown() turns it into a failure
-            event("crash: inside an operation")
-            self._restart(data, self.max_nested_crashes)
-            return False
-        finally:
-            # Disarmed however the operation ended (an ordinary exception included), so
-            # that no later call of the test meets a crash this operation did not reach.
-            disk.crash_after(None)
-        return True
+        event("crash: inside an operation")
+        self._restart(data, self.max_nested_crashes, crashed)
+        return False
 
     @rule(data=st.data())
     def crash(self, data: st.DataObject) -> None:
         """Crash between operations: the disk loses what the model allows, the system
         reopens."""
         event("crash: between operations")
-        self._restart(data, self.max_nested_crashes)
+        self._restart(data, self.max_nested_crashes, self.disk)
 
     def teardown(self) -> None:
         """Turn a ``SimulatedCrash`` that escaped a rule into an ``AssertionError``.
@@ -164,28 +162,47 @@ class CrashMachine(RuleBasedStateMachine):
                 f"or a crash_after outside attempt?)"
             ) from escaped
 
-    def _restart(self, data: st.DataObject, nesting: int) -> None:
-        self.crashes += 1
-        self.disk = data.draw(crash_state(self.disk, self.model), label="crash state")
-        crash_at = None
-        if nesting > 0:
-            crash_at = data.draw(
-                st.none() | st.integers(min_value=0, max_value=self.max_crash_ops),
-                label="crash while reopening after operations",
-            )
-        if crash_at is not None:
-            disk = self.disk
-            disk.crash_after(crash_at)
+    def _measure(
+        self, operation: Callable[[], object], data: st.DataObject, label: str
+    ) -> SimulatedDisk | None:
+        """Run ``operation`` on ``self.disk`` and draw a crash point among its calls.
+
+        ``None`` if it did not crash (an ``Exception`` it raised is raised again); else the
+        disk as the crash left it, and the disk it ran on is crashed.
+        """
+        disk = self.disk
+        error: Exception | None = None
+        with disk._recording(self.max_crash_ops + 1) as before:
             try:
-                self.open(disk)
+                operation()
             except SimulatedCrash:
-                if not disk.crashed:
-                    raise
+                raise  # not a crash of the machine's: teardown() makes it a failure
+            except Exception as exc:  # raised again below unless a crash came before it
+                error = exc
+        crash_at = None
+        if before:
+            crash_at = data.draw(
+                st.none() | st.integers(min_value=0, max_value=len(before) - 1), label=label
+            )
+        if crash_at is None:
+            if error is not None:
+                raise error
+            return None
+        disk._crash()
+        return before[crash_at]
+
+    def _restart(self, data: st.DataObject, nesting: int, crashed: SimulatedDisk) -> None:
+        """Reopen on a crash state of ``crashed``, perhaps crashing the reopening too."""
+        self.crashes += 1
+        self.disk = data.draw(crash_state(crashed, self.model), label="crash state")
+        if nesting > 0:
+            again = self._measure(
+                lambda: self.open(self.disk), data, "crash while reopening after operations"
+            )
+            if again is not None:
                 event("crash: while reopening after a crash")
-                self._restart(data, nesting - 1)
+                self._restart(data, nesting - 1, again)
                 return
-            finally:
-                disk.crash_after(None)
         else:
             self.open(self.disk)
         self.recovered()
