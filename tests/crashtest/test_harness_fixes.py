@@ -6,15 +6,16 @@ number of crash states."""
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections import Counter
 from typing import ClassVar
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, rule, run_state_machine_as_test
 
-from pqueue.crashtest import CrashMachine, SimulatedDisk
+from pqueue.crashtest import POWER_LOSS, CrashMachine, SimulatedDisk, crash_state
 
 
 def quick(n: int = 50) -> settings:
@@ -188,3 +189,65 @@ def test_a_save_in_place_is_caught_within_a_few_examples() -> None:
                 quick(30), stateful_step_count=3, report_multiple_bugs=False
             ),
         )
+
+
+# -- 4. argument checks, and POWER_LOSS by default ------------------------------------------
+
+
+def unsynced_disk() -> SimulatedDisk:
+    disk = SimulatedDisk()
+    disk.mkdir("/app")
+    disk.write("/app/config", b"new")
+    return disk
+
+
+def test_models_may_be_named_and_power_loss_is_the_default() -> None:
+    disk = unsynced_disk()
+    power_loss = [state.files() for state in disk.crash_states(POWER_LOSS)]
+    assert len(power_loss) > 1
+    assert [state.files() for state in disk.crash_states()] == power_loss
+    assert [state.files() for state in disk.crash_states("POWER_LOSS")] == power_loss
+    assert [state.files() for state in disk.crash_states("PROCESS_CRASH")] == [disk.files()]
+    assert disk.count_crash_states() == disk.count_crash_states("POWER_LOSS") == len(power_loss)
+    assert disk.count_crash_states("PROCESS_CRASH") == 1
+
+
+@given(st.data())
+def test_crash_state_takes_a_named_model_and_defaults_to_power_loss(
+    data: st.DataObject,
+) -> None:
+    disk = unsynced_disk()
+    states = [state.files() for state in disk.crash_states()]
+    assert data.draw(crash_state(disk)).files() in states
+    assert data.draw(crash_state(disk, "PROCESS_CRASH")).files() == disk.files()
+
+
+def test_a_bad_model_is_refused_naming_the_argument() -> None:
+    disk = unsynced_disk()
+    with pytest.raises(ValueError, match=r"model.*'POWER_LOSS', 'PROCESS_CRASH'"):
+        disk.crash_states("power loss")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="model"):
+        disk.count_crash_states("POWERLOSS")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="model"):
+        disk.crash_states(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="model"):
+        crash_state(disk, None)  # type: ignore[arg-type]
+
+
+def test_fail_needs_an_os_error_instance_and_whole_counts() -> None:
+    disk = SimulatedDisk()
+    with pytest.raises(TypeError, match=r"error.*OSError.*ValueError"):
+        disk.fail(0, ValueError("not a device error"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"error.*instance"):
+        disk.fail(0, OSError)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="after"):
+        disk.fail("1", OSError(errno.EIO, "x"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="times"):
+        disk.fail(0, OSError(errno.EIO, "x"), times=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="crash_after"):
+        disk.crash_after(1.0)  # type: ignore[arg-type]
+    assert disk.armed == 0
+    disk.fail(0, OSError(errno.EIO, "Input/output error"))  # 0: the very next call fails
+    with pytest.raises(OSError, match="Input/output"):
+        disk.write("/f", b"x")
+    assert disk.files() == {}

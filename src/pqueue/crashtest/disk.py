@@ -25,7 +25,13 @@ from collections.abc import Set as AbstractSet
 from functools import lru_cache
 from typing import Literal, NamedTuple, NoReturn, ParamSpec, TypeVar
 
-from pqueue.crashtest.models import PersistenceModel, _torn_outcomes
+from pqueue.crashtest.models import (
+    POWER_LOSS,
+    ModelName,
+    PersistenceModel,
+    _as_model,
+    _torn_outcomes,
+)
 from pqueue.io.fs import Lock, Watch
 
 __all__ = ["SimulatedCrash", "SimulatedDisk", "SimulatedProcess"]
@@ -189,6 +195,15 @@ def _op_names(control: str, ops: AbstractSet[str] | None) -> frozenset[str] | No
         unknown = sorted(names - _MUTATING - _READS)
         raise ValueError(f"{control}: no such FileSystem operation: {', '.join(unknown)}")
     return names
+
+
+def _check_count(control: str, name: str, value: object, least: int) -> None:
+    """``TypeError`` unless ``value`` is an ``int`` (not a ``bool``), ``ValueError`` unless
+    it is at least ``least``; the message names ``control`` and the argument."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{control}: {name} must be an int, got {value!r}")
+    if value < least:
+        raise ValueError(f"{control} needs {name} >= {least}, got {value}")
 
 
 class _Trigger:
@@ -462,8 +477,8 @@ class SimulatedDisk:
         take the outcome with ``crash_states`` or ``copy``, which still work. A crash cannot
         be undone.
         """
-        if n is not None and n < 0:
-            raise ValueError(f"crash_after needs n >= 0 or None, got {n}")
+        if n is not None:
+            _check_count("crash_after", "n", n, 0)
         with self._mutex:
             self._countdown = n
 
@@ -497,8 +512,16 @@ class SimulatedDisk:
         failed fsync got to the disk before the error are not modelled with it: it takes
         the outcome where none did.)
         """
-        if after < 0 or times < 1:
-            raise ValueError(f"fail needs after >= 0 and times >= 1, got {after}, {times}")
+        _check_count("fail", "after", after, 0)
+        _check_count("fail", "times", times, 1)
+        given: object = error  # checked at run time: a caller may not be type checked
+        if not isinstance(given, OSError):
+            what = f"the class {given.__name__}" if isinstance(given, type) else repr(given)
+            raise TypeError(
+                f"fail: error must be an OSError instance (a failing call of the file system, "
+                f"e.g. OSError(errno.EIO, 'Input/output error')), got {what}; to raise "
+                f"another exception after a call took effect, use interrupt()"
+            )
         names = _op_names("fail", ops)
         with self._mutex:
             self._faults.append(_Fault(error, names, after, times, drops_writes))
@@ -542,8 +565,8 @@ class SimulatedDisk:
         ``FileSystem`` methods; ``TypeError`` if ``exception`` is not an exception instance
         (a class such as ``KeyboardInterrupt`` is refused: pass ``KeyboardInterrupt()``).
         """
-        if after < 0 or times < 1:
-            raise ValueError(f"interrupt needs after >= 0 and times >= 1, got {after}, {times}")
+        _check_count("interrupt", "after", after, 0)
+        _check_count("interrupt", "times", times, 1)
         if not isinstance(exception, BaseException):
             raise TypeError(f"interrupt needs an exception instance, got {exception!r}")
         names = _op_names("interrupt", ops)
@@ -650,8 +673,12 @@ class SimulatedDisk:
             number = next(self._process_ids)
             return SimulatedProcess(self, f"p{number}" if name is None else name)
 
-    def crash_states(self, model: PersistenceModel) -> Iterator[SimulatedDisk]:
-        """Every distinct state this disk could be found in after a crash now, under ``model``.
+    def crash_states(
+        self, model: PersistenceModel | ModelName = POWER_LOSS
+    ) -> Iterator[SimulatedDisk]:
+        """Every distinct state this disk could be found in after a crash now, under ``model``
+        (``POWER_LOSS`` by default; ``"POWER_LOSS"`` and ``"PROCESS_CRASH"`` name the two
+        predefined models, anything else is refused with a ``ValueError`` or ``TypeError``).
 
         Exhaustive and without duplicates: two outcomes with the same directory tree and the
         same file contents are yielded once. Each state is a new disk whose content is all
@@ -673,15 +700,17 @@ class SimulatedDisk:
         pending operations, so it grows quickly with unsynced history; draw from
         ``pqueue.crashtest.crash_state`` instead when it is too large to enumerate.
         """
+        model = _as_model(model, "crash_states")
         snapshot = self.copy()
         return (build() for _, build in _enumerate(snapshot, model))
 
-    def count_crash_states(self, model: PersistenceModel) -> int:
+    def count_crash_states(self, model: PersistenceModel | ModelName = POWER_LOSS) -> int:
         """``len(list(self.crash_states(model)))``, computed without building the disks.
 
         It still enumerates (and deduplicates) every state, so its cost grows with the count;
         it saves the construction of each disk, about half the time per state.
         """
+        model = _as_model(model, "count_crash_states")
         return sum(1 for _ in _enumerate(self.copy(), model))
 
     def __repr__(self) -> str:

@@ -53,7 +53,7 @@ from typing import Literal
 
 import attrs
 
-__all__ = ["POWER_LOSS", "PROCESS_CRASH", "Fill", "PersistenceModel"]
+__all__ = ["POWER_LOSS", "PROCESS_CRASH", "Fill", "ModelName", "PersistenceModel"]
 
 Fill = Literal["zeros", "garbage"]
 """How the rest of a torn sector reads after a crash."""
@@ -106,6 +106,39 @@ PROCESS_CRASH = PersistenceModel(lose_unsynced=False)
 
 POWER_LOSS = PersistenceModel()
 """The machine lost power: only what was fsynced is certain (rules 1 to 5)."""
+
+
+ModelName = Literal["POWER_LOSS", "PROCESS_CRASH"]
+"""The names of the two predefined models, accepted wherever a model is."""
+
+_BY_NAME: dict[str, PersistenceModel] = {"POWER_LOSS": POWER_LOSS, "PROCESS_CRASH": PROCESS_CRASH}
+
+
+def _as_model(model: PersistenceModel | ModelName, where: str) -> PersistenceModel:
+    """``model``, or the predefined model it names; ``where`` (the function asking) and the
+    accepted values are named in the ``TypeError`` or ``ValueError`` otherwise."""
+    if isinstance(model, PersistenceModel):
+        return model
+    if isinstance(model, str):
+        found = _BY_NAME.get(model)
+        if found is None:
+            names = ", ".join(repr(name) for name in _BY_NAME)
+            raise ValueError(
+                f"{where}: model must be a PersistenceModel or one of {names}, got {model!r}"
+            )
+        return found
+    raise TypeError(
+        f"{where}: model must be a PersistenceModel (POWER_LOSS, PROCESS_CRASH or one made "
+        f"with attrs.evolve) or its name, got {type(model).__name__} {model!r}"
+    )
+
+
+def _model_name(model: PersistenceModel) -> str:
+    """``POWER_LOSS``, ``PROCESS_CRASH``, or the repr of another model."""
+    for name, known in _BY_NAME.items():
+        if model == known:
+            return name
+    return repr(model)
 
 
 _NO_ZERO = bytes([0xA5]) + bytes(range(1, 256))

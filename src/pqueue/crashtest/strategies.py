@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pqueue.crashtest.disk import SimulatedDisk, _draw_crash_state
-from pqueue.crashtest.models import PersistenceModel
+from pqueue.crashtest.models import POWER_LOSS, ModelName, PersistenceModel, _as_model
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
@@ -19,8 +19,11 @@ if TYPE_CHECKING:
 __all__ = ["crash_state"]
 
 
-def crash_state(disk: SimulatedDisk, model: PersistenceModel) -> SearchStrategy[SimulatedDisk]:
-    """A strategy drawing one state ``disk`` could be found in after a crash under ``model``.
+def crash_state(
+    disk: SimulatedDisk, model: PersistenceModel | ModelName = POWER_LOSS
+) -> SearchStrategy[SimulatedDisk]:
+    """A strategy drawing one state ``disk`` could be found in after a crash under ``model``
+    (``POWER_LOSS`` by default, or named as ``crash_states`` takes it).
 
     Use it where ``disk.crash_states(model)`` is too large to enumerate (a long unsynced
     history). Every disk it draws is one ``crash_states`` would yield, as a new disk with
@@ -32,7 +35,7 @@ def crash_state(disk: SimulatedDisk, model: PersistenceModel) -> SearchStrategy[
     one was); for each file, how many of its pending data operations were lost and then
     whether, and how, the last surviving write was torn.
     """
-    return _strategy()(disk.copy(), model)
+    return _strategy()(disk.copy(), _as_model(model, "crash_state"))
 
 
 @functools.cache
