@@ -52,6 +52,9 @@ from pqueue.crashtest.disk import SimulatedProcess as SimulatedProcess
 from pqueue.crashtest.models import POWER_LOSS as POWER_LOSS
 from pqueue.crashtest.models import PROCESS_CRASH as PROCESS_CRASH
 from pqueue.crashtest.models import PersistenceModel as PersistenceModel
+from pqueue.crashtest.mount import Mount as Mount
+from pqueue.crashtest.mount import UnsupportedCallError as UnsupportedCallError
+from pqueue.crashtest.mount import mount as mount
 from pqueue.crashtest.strategies import crash_state as crash_state
 
 if TYPE_CHECKING:
@@ -71,9 +74,12 @@ __all__ = [
     "POWER_LOSS",
     "PROCESS_CRASH",
     "CrashMachine",
+    "Mount",
     "PersistenceModel",
     "SimulatedCrash",
     "SimulatedDisk",
     "SimulatedProcess",
+    "UnsupportedCallError",
     "crash_state",
+    "mount",
 ]
