@@ -8,14 +8,22 @@ from __future__ import annotations
 import contextlib
 import errno
 from collections import Counter
-from typing import ClassVar
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, rule, run_state_machine_as_test
 
-from pqueue.crashtest import POWER_LOSS, CrashMachine, SimulatedDisk, crash_state
+from pqueue.crashtest import (
+    POWER_LOSS,
+    CrashMachine,
+    SimulatedDisk,
+    SimulatedProcess,
+    crash_state,
+)
 
 
 def quick(n: int = 50) -> settings:
@@ -251,3 +259,64 @@ def test_fail_needs_an_os_error_instance_and_whole_counts() -> None:
     with pytest.raises(OSError, match="Input/output"):
         disk.write("/f", b"x")
     assert disk.files() == {}
+
+
+# -- 5. os.PathLike paths -------------------------------------------------------------------
+
+
+class Named:
+    """An ``os.PathLike[str]`` that is not a ``pathlib`` path."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __fspath__(self) -> str:
+        return self.path
+
+
+@pytest.mark.parametrize("kind", ["disk", "process"])
+@pytest.mark.parametrize("as_path", [PurePosixPath, Path, Named])
+def test_every_path_may_be_a_path_like(kind: str, as_path: Callable[[str], Any]) -> None:
+    # SimulatedDisk's methods are annotated ``str`` (so that subclasses overriding them with
+    # ``str`` stay well typed) and take any os.PathLike[str] at run time; SimulatedProcess's
+    # are annotated with both. ``Any`` stands for both here.
+    disk = SimulatedDisk()
+    fs: Any = disk if kind == "disk" else disk.process()
+    app, f, g = as_path("/app"), as_path("/app/f"), as_path("/app/g")
+    fs.mkdir(app)
+    fs.write(f, b"hello")
+    fs.create(g)
+    fs.truncate(g, 2)
+    assert fs.read(f, 1, 3) == b"ell"
+    assert fs.size(f) == 5
+    assert fs.exists(f) and fs.is_dir(app) and fs.file_type(f) == "file"
+    assert sorted(fs.listdir(app)) == ["f", "g"]
+    fs.fsync(f)
+    fs.fsync_dir(app)
+    fs.write_back(f)
+    watch = fs.watch(f, closes=(g,))
+    fs.replace(g, as_path("/app/h"))
+    fs.unlink(as_path("/app/h"))
+    lock = fs.lock(as_path("/app/lock"))
+    assert fs.probe(as_path("/app/lock"))
+    lock.release()
+    assert fs.lock_key(f) == fs.lock_key("/app/f")
+    assert fs.same_filesystem(app, f)
+    fs.volatile(f)
+    fs.release(f)
+    watch.close()
+    assert disk.files() == {"/app/f": b"hello", "/app/lock": b""}
+
+
+def test_a_bytes_path_is_refused() -> None:
+    disk = SimulatedDisk()
+    with pytest.raises(TypeError, match="path"):
+        disk.write(b"/f", b"x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="path"):
+        disk.process().exists(b"/f")  # type: ignore[arg-type]
+
+
+def test_a_process_is_typed_to_take_a_path() -> None:
+    process: SimulatedProcess = SimulatedDisk().process()
+    process.write(Path("/f"), b"x")  # no type: ignore needed
+    assert process.read(PurePosixPath("/f")) == b"x"

@@ -151,6 +151,22 @@ def _mutable(node: _File) -> bytearray:
     return buf
 
 
+StrPath = str | os.PathLike[str]
+"""A path as the disk takes it: a ``str`` or any ``os.PathLike[str]`` (a ``pathlib`` path)."""
+
+
+def _fspath(path: StrPath) -> str:
+    """``path`` as a ``str`` (``os.fspath``); ``TypeError`` for anything else, bytes
+    included (the disk's paths are text)."""
+    if type(path) is str:
+        return path
+    given: object = path  # checked at run time: a caller may not be type checked
+    found = os.fspath(given) if isinstance(given, (str, os.PathLike)) else None
+    if not isinstance(found, str):
+        raise TypeError(f"a path must be a str or an os.PathLike[str], got {path!r}")
+    return found
+
+
 @lru_cache(maxsize=4096)
 def _split(path: str) -> tuple[str, ...]:
     norm = posixpath.normpath("/" + path.lstrip("/"))
@@ -367,11 +383,15 @@ class SimulatedDisk:
     It implements the ``pqueue.io.FileSystem`` protocol, so a ``pqueue.Queue`` (or any code
     written against that protocol) runs on it unchanged. Paths are absolute POSIX strings
     (``"/q/info"``), normalised with ``posixpath.normpath``; a relative path is taken
-    relative to ``/``, which always exists. Errors are the ``OSError`` subclasses, with the
-    ``errno``, that Linux gives for the same call (``FileNotFoundError``,
-    ``IsADirectoryError``, ``NotADirectoryError``, ``FileExistsError``, ``OSError`` with
-    ``EINVAL``, ``ENOTEMPTY`` or ``EBUSY``). One deliberate difference: ``size`` of a
-    directory raises ``IsADirectoryError``, where the real value depends on the file system.
+    relative to ``/``, which always exists. Every method also takes an ``os.PathLike[str]``
+    (a ``pathlib`` path) wherever it takes a path, at run time (the methods are annotated
+    ``str``, so that subclasses overriding them with ``str`` stay well typed;
+    ``SimulatedProcess`` is annotated with both); bytes paths raise ``TypeError``. Errors
+    are the ``OSError`` subclasses, with the ``errno``, that Linux gives for the same call
+    (``FileNotFoundError``, ``IsADirectoryError``, ``NotADirectoryError``,
+    ``FileExistsError``, ``OSError`` with ``EINVAL``, ``ENOTEMPTY`` or ``EBUSY``). One
+    deliberate difference: ``size`` of a directory raises ``IsADirectoryError``, where the
+    real value depends on the file system.
 
     What is *visible* (returned by ``read``, ``listdir``, ``size``) and what is *durable*
     (would survive a power loss) are tracked separately:
@@ -737,6 +757,7 @@ class SimulatedDisk:
         ``FileExistsError`` if ``path`` is a file, ``NotADirectoryError`` if a parent is.
         ``mode`` is accepted and ignored.
         """
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin("mkdir")
@@ -758,6 +779,7 @@ class SimulatedDisk:
 
     def listdir(self, path: str) -> list[str]:
         """The names in directory ``path``."""
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin_read("listdir")
@@ -771,6 +793,7 @@ class SimulatedDisk:
 
     def exists(self, path: str) -> bool:
         """Whether a file or directory exists at ``path``."""
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin_read("exists")
@@ -785,6 +808,7 @@ class SimulatedDisk:
 
     def is_dir(self, path: str) -> bool:
         """Whether ``path`` exists and is a directory."""
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin_read("is_dir")
@@ -807,6 +831,7 @@ class SimulatedDisk:
         device); the simulated disk has none of those, so it returns only the subset that
         can exist on it.
         """
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin_read("file_type")
@@ -821,6 +846,7 @@ class SimulatedDisk:
 
     def size(self, path: str) -> int:
         """The visible size of file ``path``."""
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin_read("size")
@@ -831,6 +857,7 @@ class SimulatedDisk:
 
     def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
         """Up to ``size`` bytes (all if negative) of file ``path`` from ``offset``."""
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin_read("read")
@@ -851,6 +878,7 @@ class SimulatedDisk:
         after creating the file, as ``open`` then ``pwrite`` do. A write that would take the
         disk past its ``capacity`` raises ``OSError`` (ENOSPC) and does nothing.
         """
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin("write")
@@ -874,6 +902,7 @@ class SimulatedDisk:
 
     def create(self, path: str) -> None:
         """Create ``path`` empty; an existing file is truncated to zero (a data operation)."""
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin("create")
@@ -896,6 +925,7 @@ class SimulatedDisk:
         Extending it past the disk's ``capacity`` raises ``OSError`` (ENOSPC) and does
         nothing.
         """
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin("truncate")
@@ -918,6 +948,7 @@ class SimulatedDisk:
 
         On a directory it acts as ``fsync_dir``, as ``fsync`` of a directory does on Linux.
         """
+        path = _fspath(path)
         with self._mutex:
             try:
                 try:
@@ -947,6 +978,7 @@ class SimulatedDisk:
 
     def fsync_dir(self, path: str) -> None:
         """Make the entry operations of directory ``path`` durable."""
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin("fsync_dir")
@@ -966,6 +998,7 @@ class SimulatedDisk:
         back early or not, as the persistence model says. (Not a crash point: crashing
         here is crashing before the next operation.)
         """
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin_read("write_back")
@@ -979,6 +1012,8 @@ class SimulatedDisk:
 
         Directories can be renamed too, over a missing or empty directory.
         """
+        src = _fspath(src)
+        dst = _fspath(dst)
         with self._mutex:
             try:
                 self._begin("replace")
@@ -1022,6 +1057,7 @@ class SimulatedDisk:
 
     def unlink(self, path: str) -> None:
         """Remove file ``path`` (``IsADirectoryError`` for a directory)."""
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin("unlink")
@@ -1054,6 +1090,7 @@ class SimulatedDisk:
         file counts as a state-changing call, and happens before any wait; locking an
         existing file does not count.
         """
+        path = _fspath(path)
         with self._mutex:
             try:
                 if self._crashed:
@@ -1090,6 +1127,7 @@ class SimulatedDisk:
         ``NotADirectoryError`` if a parent is a file, as opening it would raise. A read: it
         changes nothing and is not counted in ``operations``.
         """
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin_read("probe")
@@ -1126,6 +1164,7 @@ class SimulatedDisk:
         undone. It changes what ``crash_states`` yields for the file under a power loss
         (see there) and nothing else; it is not a state-changing call.
         """
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin_read("volatile")
@@ -1152,12 +1191,14 @@ class SimulatedDisk:
         that made the watch, or ``close()``, ``wait`` returns ``True`` at once. Thread-safe;
         ``close()`` is idempotent. Not a state-changing call.
         """
+        path = _fspath(path)
+        closing = [_fspath(other) for other in closes]
         with self._mutex:
             try:
                 self._begin_read("watch")
                 parts = _split(path)
                 inos: list[int] = []
-                for other in closes:
+                for other in closing:
                     with contextlib.suppress(FileNotFoundError):
                         inos.append(self._lookup(_split(other), other).ino)
                 watch = _SimulatedWatch(self, parts, tuple(inos), self._caller)
@@ -1171,6 +1212,7 @@ class SimulatedDisk:
 
     def lock_key(self, path: str) -> Hashable:
         """``(a number unique to this disk, the normalised path)`` of existing ``path``."""
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin_read("lock_key")
@@ -1183,6 +1225,8 @@ class SimulatedDisk:
 
     def same_filesystem(self, a: str, b: str) -> bool:
         """``True``: existing paths of one disk are on one file system."""
+        a = _fspath(a)
+        b = _fspath(b)
         with self._mutex:
             try:
                 self._begin_read("same_filesystem")
@@ -1195,6 +1239,7 @@ class SimulatedDisk:
 
     def release(self, path: str) -> None:
         """Nothing to release: the disk keeps no handles."""
+        path = _fspath(path)
         with self._mutex:
             try:
                 self._begin_read("release")
@@ -1506,97 +1551,98 @@ class SimulatedProcess:
 
     # -- the FileSystem protocol, through the disk ------------------------------------------
 
-    def mkdir(self, path: str, mode: int = 0o777) -> None:
+    def mkdir(self, path: StrPath, mode: int = 0o777) -> None:
         """``SimulatedDisk.mkdir``, as this process."""
-        self._run(self._disk.mkdir, path, mode)
+        self._run(self._disk.mkdir, _fspath(path), mode)
 
-    def listdir(self, path: str) -> list[str]:
+    def listdir(self, path: StrPath) -> list[str]:
         """``SimulatedDisk.listdir``, as this process."""
-        return self._run(self._disk.listdir, path)
+        return self._run(self._disk.listdir, _fspath(path))
 
-    def exists(self, path: str) -> bool:
+    def exists(self, path: StrPath) -> bool:
         """``SimulatedDisk.exists``, as this process."""
-        return self._run(self._disk.exists, path)
+        return self._run(self._disk.exists, _fspath(path))
 
-    def is_dir(self, path: str) -> bool:
+    def is_dir(self, path: StrPath) -> bool:
         """``SimulatedDisk.is_dir``, as this process."""
-        return self._run(self._disk.is_dir, path)
+        return self._run(self._disk.is_dir, _fspath(path))
 
-    def file_type(self, path: str) -> Literal["file", "dir"] | None:
+    def file_type(self, path: StrPath) -> Literal["file", "dir"] | None:
         """``SimulatedDisk.file_type``, as this process."""
-        return self._run(self._disk.file_type, path)
+        return self._run(self._disk.file_type, _fspath(path))
 
-    def size(self, path: str) -> int:
+    def size(self, path: StrPath) -> int:
         """``SimulatedDisk.size``, as this process."""
-        return self._run(self._disk.size, path)
+        return self._run(self._disk.size, _fspath(path))
 
-    def read(self, path: str, offset: int = 0, size: int = -1) -> bytes:
+    def read(self, path: StrPath, offset: int = 0, size: int = -1) -> bytes:
         """``SimulatedDisk.read``, as this process."""
-        return self._run(self._disk.read, path, offset, size)
+        return self._run(self._disk.read, _fspath(path), offset, size)
 
-    def write(self, path: str, data: bytes, offset: int | None = None) -> None:
+    def write(self, path: StrPath, data: bytes, offset: int | None = None) -> None:
         """``SimulatedDisk.write``, as this process."""
-        self._run(self._disk.write, path, data, offset)
+        self._run(self._disk.write, _fspath(path), data, offset)
 
-    def create(self, path: str) -> None:
+    def create(self, path: StrPath) -> None:
         """``SimulatedDisk.create``, as this process."""
-        self._run(self._disk.create, path)
+        self._run(self._disk.create, _fspath(path))
 
-    def truncate(self, path: str, size: int) -> None:
+    def truncate(self, path: StrPath, size: int) -> None:
         """``SimulatedDisk.truncate``, as this process."""
-        self._run(self._disk.truncate, path, size)
+        self._run(self._disk.truncate, _fspath(path), size)
 
-    def fsync(self, path: str) -> None:
+    def fsync(self, path: StrPath) -> None:
         """``SimulatedDisk.fsync``, as this process."""
-        self._run(self._disk.fsync, path)
+        self._run(self._disk.fsync, _fspath(path))
 
-    def fsync_dir(self, path: str) -> None:
+    def fsync_dir(self, path: StrPath) -> None:
         """``SimulatedDisk.fsync_dir``, as this process."""
-        self._run(self._disk.fsync_dir, path)
+        self._run(self._disk.fsync_dir, _fspath(path))
 
-    def write_back(self, path: str) -> None:
+    def write_back(self, path: StrPath) -> None:
         """``SimulatedDisk.write_back``, as this process."""
-        self._run(self._disk.write_back, path)
+        self._run(self._disk.write_back, _fspath(path))
 
-    def replace(self, src: str, dst: str) -> None:
+    def replace(self, src: StrPath, dst: StrPath) -> None:
         """``SimulatedDisk.replace``, as this process."""
-        self._run(self._disk.replace, src, dst)
+        self._run(self._disk.replace, _fspath(src), _fspath(dst))
 
-    def unlink(self, path: str) -> None:
+    def unlink(self, path: StrPath) -> None:
         """``SimulatedDisk.unlink``, as this process."""
-        self._run(self._disk.unlink, path)
+        self._run(self._disk.unlink, _fspath(path))
 
-    def lock(self, path: str, *, shared: bool = False, blocking: bool = False) -> Lock:
+    def lock(self, path: StrPath, *, shared: bool = False, blocking: bool = False) -> Lock:
         """``SimulatedDisk.lock``, as this process: the lock is this process's."""
-        return self._run(self._disk.lock, path, shared=shared, blocking=blocking)
+        return self._run(self._disk.lock, _fspath(path), shared=shared, blocking=blocking)
 
-    def probe(self, path: str) -> bool:
+    def probe(self, path: StrPath) -> bool:
         """``SimulatedDisk.probe``, as this process (it sees every process's locks)."""
-        return self._run(self._disk.probe, path)
+        return self._run(self._disk.probe, _fspath(path))
 
     def boot_id(self) -> str:
         """``SimulatedDisk.boot_id``, as this process."""
         return self._run(self._disk.boot_id)
 
-    def volatile(self, path: str) -> None:
+    def volatile(self, path: StrPath) -> None:
         """``SimulatedDisk.volatile``, as this process."""
-        self._run(self._disk.volatile, path)
+        self._run(self._disk.volatile, _fspath(path))
 
-    def watch(self, path: str, closes: tuple[str, ...] = ()) -> Watch:
+    def watch(self, path: StrPath, closes: tuple[StrPath, ...] = ()) -> Watch:
         """``SimulatedDisk.watch``, as this process: the watch is this process's."""
-        return self._run(self._disk.watch, path, closes)
+        closing = tuple(_fspath(other) for other in closes)
+        return self._run(self._disk.watch, _fspath(path), closing)
 
-    def lock_key(self, path: str) -> Hashable:
+    def lock_key(self, path: StrPath) -> Hashable:
         """``SimulatedDisk.lock_key``, as this process: the same key as the disk's."""
-        return self._run(self._disk.lock_key, path)
+        return self._run(self._disk.lock_key, _fspath(path))
 
-    def same_filesystem(self, a: str, b: str) -> bool:
+    def same_filesystem(self, a: StrPath, b: StrPath) -> bool:
         """``SimulatedDisk.same_filesystem``, as this process."""
-        return self._run(self._disk.same_filesystem, a, b)
+        return self._run(self._disk.same_filesystem, _fspath(a), _fspath(b))
 
-    def release(self, path: str) -> None:
+    def release(self, path: StrPath) -> None:
         """``SimulatedDisk.release``, as this process."""
-        self._run(self._disk.release, path)
+        self._run(self._disk.release, _fspath(path))
 
 
 # -- crash states ---------------------------------------------------------------------------
