@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -320,3 +321,44 @@ def test_a_process_is_typed_to_take_a_path() -> None:
     process: SimulatedProcess = SimulatedDisk().process()
     process.write(Path("/f"), b"x")  # no type: ignore needed
     assert process.read(PurePosixPath("/f")) == b"x"
+
+
+# -- 6. how many crash states, without enumerating them ------------------------------------
+
+
+def twelve_unsynced_files() -> SimulatedDisk:
+    disk = SimulatedDisk()
+    for i in range(12):
+        disk.write(f"/f{i:02}", bytes([65 + i]) * 100)
+    return disk
+
+
+def test_the_estimate_of_twelve_unsynced_files_is_immediate() -> None:
+    disk = twelve_unsynced_files()
+    start = time.perf_counter()
+    estimate = disk.estimate_crash_states()
+    assert time.perf_counter() - start < 0.5
+    # 13 prefixes of the creates in /; per file: the write lost, kept, zero-extended, torn
+    # after 1 byte or in the middle, the rest of the sector zeros or garbage: 7.
+    assert estimate == 13 * 7**12
+    assert disk.estimate_crash_states("PROCESS_CRASH") == 1
+
+
+def test_a_limit_refuses_twelve_unsynced_files_at_once() -> None:
+    disk = twelve_unsynced_files()
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"more than 1000 crash states.*crash_state"):
+        disk.count_crash_states(limit=1000)
+    with pytest.raises(ValueError, match="more than 1000 crash states"):
+        disk.crash_states(limit=1000)  # raised by the call, before any state is made
+    assert time.perf_counter() - start < 1.0
+
+
+def test_a_limit_above_the_count_yields_every_state() -> None:
+    disk = SimulatedDisk()
+    disk.write("/f", b"ab")
+    every = [state.files() for state in disk.crash_states()]
+    assert len(every) == disk.count_crash_states(limit=len(every)) <= disk.estimate_crash_states()
+    assert [state.files() for state in disk.crash_states(limit=len(every))] == every
+    with pytest.raises(ValueError, match="limit"):
+        disk.count_crash_states(limit=-1)

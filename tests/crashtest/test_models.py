@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Iterator
 
 import attrs
+import pytest
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
@@ -282,3 +283,45 @@ def test_crash_state_shrinks_to_the_visible_state() -> None:
     assert lost.files()["/a"] == b"x" * 80
     assert lost.files()["/d/c"][:1] == b"y"
     assert len(lost.files()["/d/c"]) in (512, 600)
+
+
+MODELS = [
+    POWER_LOSS,
+    PROCESS_CRASH,
+    attrs.evolve(POWER_LOSS, reorder_dir_ops=True),
+    attrs.evolve(POWER_LOSS, torn_writes=False, zero_extend=False),
+    attrs.evolve(POWER_LOSS, torn_fill=("zeros",), sector_size=64),
+]
+
+
+@examples(100)
+@given(histories, st.sampled_from(MODELS))
+def test_the_estimate_bounds_the_count(history: list[Op], model: PersistenceModel) -> None:
+    disk, _ = run(history)
+    estimate = disk.estimate_crash_states(model)
+    assert estimate >= 1
+    if estimate <= LIMIT:
+        assert disk.count_crash_states(model) <= estimate
+    else:
+        assert disk.count_crash_states(model, limit=estimate) <= estimate
+    if not model.lose_unsynced:
+        assert estimate == 1
+
+
+@examples(50)
+@given(histories, st.integers(1, 40))
+def test_a_limit_refuses_more_states_and_changes_nothing_else(
+    history: list[Op], limit: int
+) -> None:
+    disk, _ = run(history)
+    count = len(list(itertools.islice(disk.crash_states(), limit + 1)))
+    if count <= limit:
+        assert disk.count_crash_states(limit=limit) == count
+        assert [s.files() for s in disk.crash_states(limit=limit)] == [
+            s.files() for s in disk.crash_states()
+        ]
+    else:
+        with pytest.raises(ValueError, match=f"more than {limit} crash states"):
+            disk.count_crash_states(limit=limit)
+        with pytest.raises(ValueError, match=f"more than {limit} crash states"):
+            disk.crash_states(limit=limit)

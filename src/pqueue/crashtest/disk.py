@@ -30,6 +30,7 @@ from pqueue.crashtest.models import (
     ModelName,
     PersistenceModel,
     _as_model,
+    _torn_count,
     _torn_outcomes,
 )
 from pqueue.io.fs import Lock, Watch
@@ -694,7 +695,7 @@ class SimulatedDisk:
             return SimulatedProcess(self, f"p{number}" if name is None else name)
 
     def crash_states(
-        self, model: PersistenceModel | ModelName = POWER_LOSS
+        self, model: PersistenceModel | ModelName = POWER_LOSS, *, limit: int | None = None
     ) -> Iterator[SimulatedDisk]:
         """Every distinct state this disk could be found in after a crash now, under ``model``
         (``POWER_LOSS`` by default; ``"POWER_LOSS"`` and ``"PROCESS_CRASH"`` name the two
@@ -717,21 +718,53 @@ class SimulatedDisk:
         it is missing.
 
         The number of states is the product of the choices of every file and directory with
-        pending operations, so it grows quickly with unsynced history; draw from
+        pending operations, so it grows quickly with unsynced history (twelve new files,
+        never synced, have billions); ``estimate_crash_states`` bounds it at once. Draw from
         ``pqueue.crashtest.crash_state`` instead when it is too large to enumerate.
+
+        With ``limit``, ``ValueError`` if there are more than ``limit`` states, raised by
+        this call, before any state is made (counting the states up to ``limit + 1`` first,
+        unless ``estimate_crash_states`` already shows there are no more than ``limit``).
         """
         model = _as_model(model, "crash_states")
         snapshot = self.copy()
+        if limit is not None:
+            _check_count("crash_states", "limit", limit, 0)
+            if _estimate(snapshot._root, model) > limit:
+                _check_limit("crash_states", snapshot, model, limit)
         return (build() for _, build in _enumerate(snapshot, model))
 
-    def count_crash_states(self, model: PersistenceModel | ModelName = POWER_LOSS) -> int:
+    def count_crash_states(
+        self, model: PersistenceModel | ModelName = POWER_LOSS, *, limit: int | None = None
+    ) -> int:
         """``len(list(self.crash_states(model)))``, computed without building the disks.
 
         It still enumerates (and deduplicates) every state, so its cost grows with the count;
-        it saves the construction of each disk, about half the time per state.
+        it saves the construction of each disk, about half the time per state. With
+        ``limit``, it stops at ``limit + 1`` states and raises ``ValueError`` if there are
+        more than ``limit``; ``estimate_crash_states`` gives an upper bound without counting.
         """
         model = _as_model(model, "count_crash_states")
-        return sum(1 for _ in _enumerate(self.copy(), model))
+        snapshot = self.copy()
+        if limit is not None:
+            return _check_limit("count_crash_states", snapshot, model, limit)
+        return sum(1 for _ in _enumerate(snapshot, model))
+
+    def estimate_crash_states(self, model: PersistenceModel | ModelName = POWER_LOSS) -> int:
+        """An upper bound of ``count_crash_states(model)``, computed without enumerating.
+
+        The product, over every directory and file with pending operations, of the choices a
+        crash has for it: for a directory, the prefixes of its pending entry operations (or,
+        with ``reorder_dir_ops``, their subsets); for a file, the prefixes of its pending data
+        operations and the torn and zero-extended versions of each write (two for a volatile
+        file). The time it takes grows with the number of pending operations, not with the
+        number of states. It counts outcomes that turn out identical, and files whose
+        directory entry a state does not keep, more than once, so it can be far above the
+        count; 1 under ``PROCESS_CRASH`` or with nothing pending.
+        """
+        model = _as_model(model, "estimate_crash_states")
+        with self._mutex:
+            return _estimate(self._root, model)
 
     def __repr__(self) -> str:
         with self._mutex:
@@ -1854,6 +1887,48 @@ def _enumerate(
                 continue
             seen.add(key)
             yield key, _builder(next_ino, layout, inodes, contents, boot)
+
+
+def _estimate(root: _Dir, model: PersistenceModel) -> int:
+    """``SimulatedDisk.estimate_crash_states`` of the tree at ``root``."""
+    if not model.lose_unsynced:
+        return 1
+    total = 1
+    for node in _all_nodes(root):
+        if not node.pending:
+            continue
+        if isinstance(node, _Dir):
+            n = len(node.pending)
+            total *= 2**n if model.reorder_dir_ops else n + 1
+        elif node.volatile:
+            total *= 2
+        else:
+            choices = 1  # every pending operation lost
+            size = len(node.durable)
+            for op in node.pending:
+                choices += 1  # the prefix that ends with ``op``
+                if isinstance(op, _Write):
+                    choices += _torn_count(model, size, op.offset, len(op.data))
+                    size = max(size, op.offset + len(op.data))
+                else:
+                    size = op.size
+            total *= choices
+    return total
+
+
+def _check_limit(where: str, snapshot: SimulatedDisk, model: PersistenceModel, limit: int) -> int:
+    """The number of crash states of ``snapshot`` if it is at most ``limit`` (counted up to
+    ``limit + 1``); ``ValueError`` if it is more."""
+    _check_count(where, "limit", limit, 0)
+    estimate = _estimate(snapshot._root, model)
+    counted = sum(1 for _ in itertools.islice(_enumerate(snapshot, model), limit + 1))
+    if counted > limit:
+        raise ValueError(
+            f"{where}: more than {limit} crash states (at most {estimate}, by "
+            f"estimate_crash_states); raise limit, sync more before the crash point, or draw "
+            f"states with pqueue.crashtest.crash_state(disk, model)"
+        )
+    return counted
 
 
 def _builder(

@@ -200,3 +200,19 @@ def _torn_outcomes(
     if model.zero_extend and end > old_size:
         outcomes.append(base + bytes(end - old_size))
     return outcomes
+
+
+def _torn_count(model: PersistenceModel, old_size: int, offset: int, size: int) -> int:
+    """How many outcomes ``_torn_outcomes`` lists for such a write, without making them."""
+    count = 0
+    end = offset + size
+    if model.torn_writes and size > 1:
+        sector = model.sector_size
+        first = sector - offset % sector
+        boundaries = len(range(first, size, sector))  # cuts on a sector boundary: no fill
+        # 1 and size // 2 are cuts too, inside a sector (filled), unless on a boundary.
+        extra = {cut for cut in (1, size // 2) if cut < first or (cut - first) % sector}
+        count = boundaries + len(extra) * len(model.torn_fill)
+    if model.zero_extend and end > old_size:
+        count += 1
+    return count
