@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -362,3 +363,69 @@ def test_a_limit_above_the_count_yields_every_state() -> None:
     assert [state.files() for state in disk.crash_states(limit=len(every))] == every
     with pytest.raises(ValueError, match="limit"):
         disk.count_crash_states(limit=-1)
+
+
+# -- 3. a crash state says what it lost -----------------------------------------------------
+
+
+def save_without_fsync_then_crash() -> SimulatedDisk:
+    disk = SimulatedDisk()
+    disk.mkdir("/app")
+    disk.write("/app/config", b"old")
+    disk.fsync("/app/config")
+    disk.fsync_dir("/app")
+    disk.fsync_dir("/")
+    disk.create("/app/config.tmp")
+    disk.write("/app/config.tmp", b"new value")
+    disk.replace("/app/config.tmp", "/app/config")
+    return disk
+
+
+def test_a_crash_state_says_what_it_kept_and_lost() -> None:
+    disk = save_without_fsync_then_crash()
+    states = list(disk.crash_states())
+    visible = repr(states[0])
+    assert f"crash state of #{disk_number(disk)} under POWER_LOSS" in visible
+    assert "pending_ops" not in visible
+    assert "/app: kept all 2" in visible
+    assert "/app/config: kept all 1" in visible
+    # The rename survived, the data did not: the bug a missing fsync makes.
+    [empty] = [s for s in states if s.files().get("/app/config") == b""]
+    text = repr(empty)
+    assert "/app/config: kept 0 of 1, lost write 9 bytes at 0" in text, text
+    assert "/app: kept all 2" in text, text
+    [old] = [s for s in states if s.files().get("/app/config") == b"old" and s.files() == {
+        "/app/config": b"old"}]
+    assert "/app: kept 0 of 2, lost create 'config.tmp', rename 'config.tmp' -> 'config'" in (
+        repr(old)
+    )
+    torn = [repr(s) for s in states if s.files().get("/app/config", b"")[:1] == b"n"]
+    assert any("torn after 1 byte" in text and "zeros" in text for text in torn), torn
+    assert any("zero-extended" in repr(s) for s in states)
+
+
+@given(st.data())
+def test_a_drawn_crash_state_says_what_it_lost_too(data: st.DataObject) -> None:
+    disk = save_without_fsync_then_crash()
+    state = data.draw(crash_state(disk))
+    assert f"crash state of #{disk_number(disk)} under POWER_LOSS: /app" in repr(state)
+
+
+def test_an_ordinary_disk_still_counts_its_pending_operations() -> None:
+    disk = save_without_fsync_then_crash()
+    assert "pending_ops=3" in repr(disk)  # /app: create and rename; /app/config: write
+    assert "crash state" not in repr(disk)
+    assert "PROCESS_CRASH: nothing lost" in repr(next(disk.crash_states("PROCESS_CRASH")))
+
+
+def disk_number(disk: SimulatedDisk) -> int:
+    return int(repr(disk).split("#", 1)[1].split(" ", 1)[0].rstrip(">"))
+
+
+def test_a_crash_state_of_a_variant_names_what_differs() -> None:
+    reordered = attrs.evolve(POWER_LOSS, reorder_dir_ops=True)
+    disk = save_without_fsync_then_crash()
+    states = list(disk.crash_states(reordered))
+    assert all("under POWER_LOSS with reorder_dir_ops=True:" in repr(s) for s in states)
+    # With reordering, the rename can survive without the create it depended on.
+    assert any("kept 1 of 2, lost create 'config.tmp'" in repr(s) for s in states)

@@ -9,6 +9,7 @@ of its recorded contents or a torn version of the write that followed it.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 
 import attrs
@@ -325,3 +326,15 @@ def test_a_limit_refuses_more_states_and_changes_nothing_else(
             disk.count_crash_states(limit=limit)
         with pytest.raises(ValueError, match=f"more than {limit} crash states"):
             disk.crash_states(limit=limit)
+
+
+@examples(50)
+@given(histories, st.sampled_from(MODELS))
+def test_every_crash_state_says_what_it_kept_of_each_pending_file(
+    history: list[Op], model: PersistenceModel
+) -> None:
+    disk, _ = run(history)
+    for state in itertools.islice(disk.crash_states(model), 200):
+        text = repr(state)
+        assert "crash state of #" in text
+        assert re.search(r": \d+ pending[;>]", text) is None, text  # every content explained

@@ -134,11 +134,18 @@ def _as_model(model: PersistenceModel | ModelName, where: str) -> PersistenceMod
 
 
 def _model_name(model: PersistenceModel) -> str:
-    """``POWER_LOSS``, ``PROCESS_CRASH``, or the repr of another model."""
+    """``POWER_LOSS``, ``PROCESS_CRASH``, or how another model differs from one of them
+    (``POWER_LOSS with reorder_dir_ops=True``)."""
     for name, known in _BY_NAME.items():
         if model == known:
             return name
-    return repr(model)
+    base = POWER_LOSS if model.lose_unsynced else PROCESS_CRASH
+    changed = [
+        f"{field.name}={getattr(model, field.name)!r}"
+        for field in attrs.fields(PersistenceModel)
+        if getattr(model, field.name) != getattr(base, field.name)
+    ]
+    return f"{_model_name(base)} with {', '.join(changed)}"
 
 
 _NO_ZERO = bytes([0xA5]) + bytes(range(1, 256))
@@ -178,10 +185,7 @@ def _torn_outcomes(
         sector = model.sector_size
         view = memoryview(base)
         head = view[:offset] if offset <= old_size else base + bytes(offset - old_size)
-        cuts = set(range(sector - offset % sector, size, sector))
-        cuts.add(1)
-        cuts.add(size // 2)
-        for cut in sorted(cuts):
+        for cut in _cuts(sector, offset, size):
             at = offset + cut
             if at % sector == 0:
                 fills: tuple[Fill | None, ...] = (None,)
@@ -216,3 +220,28 @@ def _torn_count(model: PersistenceModel, old_size: int, offset: int, size: int) 
     if model.zero_extend and end > old_size:
         count += 1
     return count
+
+
+def _cuts(sector: int, offset: int, size: int) -> list[int]:
+    """Where a write of ``size`` bytes at ``offset`` may be cut (rule 2), in order."""
+    cuts = set(range(sector - offset % sector, size, sector))
+    cuts.add(1)
+    cuts.add(size // 2)
+    return sorted(cuts)
+
+
+def _torn_labels(model: PersistenceModel, old_size: int, offset: int, size: int) -> list[str]:
+    """What each outcome of ``_torn_outcomes`` for such a write is, in the same order."""
+    labels: list[str] = []
+    end = offset + size
+    if model.torn_writes and size > 1:
+        sector = model.sector_size
+        for cut in _cuts(sector, offset, size):
+            torn = f"torn after {cut} byte{'' if cut == 1 else 's'}"
+            if (offset + cut) % sector == 0:
+                labels.append(f"{torn} (a sector boundary)")
+            else:
+                labels.extend(f"{torn}, then {fill}" for fill in model.torn_fill)
+    if model.zero_extend and end > old_size:
+        labels.append("zero-extended (the size survived, the data did not)")
+    return labels

@@ -35,22 +35,27 @@ def crash_state(
     one was); for each file, how many of its pending data operations were lost and then
     whether, and how, the last surviving write was torn.
     """
-    return _strategy()(disk.copy(), _as_model(model, "crash_state"))
+    return _strategy()(disk.copy(), _as_model(model, "crash_state"), disk._uid)
 
 
 @functools.cache
-def _strategy() -> Callable[[SimulatedDisk, PersistenceModel], SearchStrategy[SimulatedDisk]]:
+def _strategy() -> Callable[
+    [SimulatedDisk, PersistenceModel, int], SearchStrategy[SimulatedDisk]
+]:
     """The composite strategy, built once: building one inspects source code (about 1.6 ms),
     and a state machine asks for a crash state at every crash."""
     from hypothesis import strategies as st  # noqa: PLC0415 (hypothesis is optional)
 
     @st.composite
-    def states(draw: st.DrawFn, snapshot: SimulatedDisk, model: PersistenceModel) -> SimulatedDisk:
+    def states(
+        draw: st.DrawFn, snapshot: SimulatedDisk, model: PersistenceModel, source: int
+    ) -> SimulatedDisk:
         return _draw_crash_state(
             snapshot,
             model,
             lambda lo, hi: draw(st.integers(lo, hi)),
             lambda: draw(st.booleans()),
+            source,
         )
 
     return states
