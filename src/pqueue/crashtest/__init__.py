@@ -46,6 +46,10 @@ before the data does, leaving an empty or torn ``/app/config``.
 
 from typing import TYPE_CHECKING
 
+from pqueue.crashtest.check import CrashCheckError as CrashCheckError
+from pqueue.crashtest.check import CrashReport as CrashReport
+from pqueue.crashtest.check import Violation as Violation
+from pqueue.crashtest.check import check_crashes as check_crashes
 from pqueue.crashtest.disk import SimulatedCrash as SimulatedCrash
 from pqueue.crashtest.disk import SimulatedDisk as SimulatedDisk
 from pqueue.crashtest.disk import SimulatedProcess as SimulatedProcess
@@ -73,13 +77,17 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "POWER_LOSS",
     "PROCESS_CRASH",
+    "CrashCheckError",
     "CrashMachine",
+    "CrashReport",
     "Mount",
     "PersistenceModel",
     "SimulatedCrash",
     "SimulatedDisk",
     "SimulatedProcess",
     "UnsupportedCallError",
+    "Violation",
+    "check_crashes",
     "crash_state",
     "mount",
 ]

@@ -141,8 +141,12 @@ _real_mmap = mmap.mmap
 _lock = threading.RLock()  # the registry, the descriptor table and every handle
 _mounts: list[Mount] = []  # active, longest mount point first
 _handles: dict[int, _Handle] = {}
+# Descriptors a mount let go of (``switch``, ``unmount``) while other code may still hold
+# their numbers: kept until no mount is left, so that using them does what ``_live`` says
+# (nothing, or EBADF) instead of reaching the real system with a number it never gave.
+_detached: dict[int, _Handle] = {}
 _fds = itertools.count(FD_BASE)
-_devices = itertools.count(0x5100)
+_DEV_BASE = 0x5100_0000  # st_dev of a simulated disk: this plus the disk's number
 _saved: list[tuple[object, str, object]] = []  # what install() replaced, to put back
 
 
@@ -242,7 +246,7 @@ def _handle(fd: object) -> _Handle | None:
         return None
     h = _handles.get(fd)
     if h is None:
-        return None
+        return _detached.get(fd)
     return h
 
 
@@ -283,7 +287,6 @@ class Mount:
         self._prefix = at + "/"
         self.disk = disk
         self.recorder: Recorder | None = None
-        self.dev = next(_devices)
         self.time = time.time()
         self._active = False
 
@@ -334,6 +337,7 @@ class Mount:
             if h.mount is self:
                 del _handles[fd]
                 h.detached = how
+                _detached[fd] = h
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -441,15 +445,20 @@ class Mount:
                 code = errno.ENOTDIR if disk.file_type(parent) == "file" else errno.ENOENT
                 raise _error(code, self.outside(path))
             size = 0 if kind == "dir" else disk.size(path)
-            return self._stat_result(kind == "dir", _ino(disk, path) or 0, size)
+            return self._stat_result(kind == "dir", _ino(disk, path) or 0, size, disk)
 
-    def _stat_result(self, is_dir: bool, ino: int, size: int) -> os.stat_result:
+    def _stat_result(
+        self, is_dir: bool, ino: int, size: int, disk: SimulatedDisk | SimulatedProcess
+    ) -> os.stat_result:
+        """A ``stat_result``; ``st_dev`` tells the disk apart from every other, crash states
+        of it included, as code that keys by (device, inode) must not take the file of a
+        crash state for the one an earlier, crashed run of it had open."""
         mode = (stat.S_IFDIR | 0o755) if is_dir else (stat.S_IFREG | 0o644)
         t = self.time
         ns = int(t * 1e9)
         return os.stat_result(
-            (mode, ino, self.dev, 2 if is_dir else 1, os.getuid(), os.getgid(), size,
-             int(t), int(t), int(t)),
+            (mode, ino, _DEV_BASE + _inner(disk)._uid, 2 if is_dir else 1, os.getuid(),
+             os.getgid(), size, int(t), int(t), int(t)),
             {"st_atime": t, "st_mtime": t, "st_ctime": t, "st_atime_ns": ns,
              "st_mtime_ns": ns, "st_ctime_ns": ns, "st_blksize": 4096,
              "st_blocks": (size + 511) // 512, "st_rdev": 0},
@@ -754,11 +763,11 @@ def _fd_stat(h: _Handle) -> os.stat_result:
         m = h.mount
         if h.path is None:
             assert h.data is not None
-            return m._stat_result(False, 0, len(h.data))
+            return m._stat_result(False, 0, len(h.data), h.disk)
         if h.detached:
-            return m._stat_result(h.is_dir, 0, 0)
+            return m._stat_result(h.is_dir, 0, 0, h.disk)
         size = 0 if h.is_dir else h.disk.size(h.path)
-        return m._stat_result(h.is_dir, _ino(h.disk, h.path) or 0, size)
+        return m._stat_result(h.is_dir, _ino(h.disk, h.path) or 0, size, h.disk)
 
 
 def _fd_close(h: _Handle) -> None:
@@ -1088,7 +1097,8 @@ def _os_open(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = N
     if r is None:
         return int(_real["os.open"](path, flags, mode, dir_fd=dir_fd))
     m, p = r
-    return m.open(p, flags, f"os.open({m.outside(p)!r}, {_flags_text(flags)})")
+    call = f"os.open({m.outside(p)!r}, {_flags_text(flags)})" if m.recorder else "os.open"
+    return m.open(p, flags, call)
 
 
 def _os_close(fd: int) -> None:
@@ -1531,6 +1541,7 @@ def _uninstall() -> None:
     while _saved:
         module, name, original = _saved.pop()
         setattr(module, name, original)
+    _detached.clear()
 
 
 def mount(disk: SimulatedDisk | SimulatedProcess, at: str = "/app") -> Mount:
