@@ -8,8 +8,10 @@
         ...                             # work on it
         await q.atask_done()            # durable acknowledgement, written off the loop
 
-An ``AsyncQueue`` wraps one ``pqueue.Queue`` and keeps every operation that waits or writes
-off the event loop, in daemon threads of its own:
+An ``AsyncQueue`` wraps one ``pqueue.Queue`` and keeps every operation that waits, or waits
+for an fdatasync (fsync mode), off the event loop, in daemon threads of its own (in flush
+mode, a put, get or acknowledgement that nothing waits before runs on the loop's thread at
+once: one operation, as ``put_nowait``, without two thread hops):
 
 - the *IO thread* runs puts, acknowledgements, ``nack``/``extend`` and the giving back of
   items nobody took, one at a time, in the order they were asked for;
