@@ -544,7 +544,8 @@ def check_crashes(
         if mounted is not None:
             # What the crashed runs left open (a Queue, a file object) is finalised while its
             # descriptors are still the mount's, where closing them does nothing.
-            gc.collect()
+            if mounted.leftovers():
+                gc.collect()
             mounted.unmount()
     violations.sort(key=lambda v: (v.crash_point, v.state))
     return CrashReport(states, total + 1, total, time.perf_counter() - started, violations,

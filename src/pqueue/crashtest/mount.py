@@ -332,6 +332,12 @@ class Mount:
             self._detach("discard" if discard else "unmounted")
             self.disk = disk
 
+    def leftovers(self) -> int:
+        """How many descriptors this mount let go of (``switch``) are still open: held
+        by objects the program left behind, which will close them when finalised."""
+        with _lock:
+            return sum(1 for h in _detached.values() if h.mount is self)
+
     def _detach(self, how: str) -> None:
         for fd, h in list(_handles.items()):
             if h.mount is self:
@@ -777,6 +783,9 @@ def _fd_close(h: _Handle) -> None:
         if h.detached is None:
             if _handles.get(h.fd) is h:
                 del _handles[h.fd]
+            h.detached = "closed"
+        elif h.detached == "discard":
+            _detached.pop(h.fd, None)  # closed by whoever held it: nothing left to do
             h.detached = "closed"
         else:
             _live(h)
