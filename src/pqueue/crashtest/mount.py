@@ -416,7 +416,7 @@ class Mount:
                     raise _error(errno.EEXIST, self.outside(path))
                 if flags & os.O_DIRECTORY:
                     raise _error(errno.ENOTDIR, self.outside(path))
-                if flags & os.O_TRUNC and accmode != os.O_RDONLY and disk.size(path):
+                if flags & os.O_TRUNC and disk.size(path):  # O_RDONLY too, as on Linux
                     before = self._ops()
                     failed = True
                     try:
