@@ -314,28 +314,41 @@ class _Fetcher(_Service):
 
     kind = "get"
 
+    def __init__(self, owner: AsyncQueue[Any]) -> None:
+        super().__init__(owner)
+        # (Under the lock.) True from the moment the thread decides to take an item until
+        # the item is among the spares: a get on the loop's thread (flush mode) must not
+        # take one meanwhile, or it would overtake the older item on its way.
+        self.taking = False
+
     def _wanted(self) -> bool:
         owner = self._owner
         if self._stopping or owner._returning:
             # Nothing is taken while an item goes back: it comes first again.
+            self.taking = False
             return False
         supply = len(owner._errors) + (0 if owner._dropped else len(owner._spare))
-        return owner._waiting > supply
+        self.taking = owner._waiting > supply
+        return self.taking
 
     def _step(self) -> None:
         owner = self._owner
         try:
             delivery = owner._queue.get_delivery(timeout=_SLICE)
         except Empty:
+            with self._cond:
+                self.taking = False
             return
         except Exception as exc:
             with self._cond:
+                self.taking = False
                 if self._stopping:  # closing: the waiting getters get QueueClosedError
                     return
                 owner._errors.append(_translated(exc))
                 owner._schedule_dispatch()
             return
         with self._cond:
+            self.taking = False
             bisect.insort(owner._spare, delivery, key=_seq)
             owner._schedule_dispatch()
 
@@ -917,8 +930,13 @@ class AsyncQueue(Generic[T]):
         with self._lock:
             if self._spare:
                 return self._spare.pop(0)
-            inline = self._inline and not self._getters
-        if inline:  # flush mode, no get waiting before this one: try at once
+            # Flush mode: at once, on the loop's thread, unless a get waits before this one
+            # or an item is on its way to the spares or back to the queue.
+            inline = (
+                self._inline and not self._getters and not self._fetcher.taking
+                and not self._returning
+            )
+        if inline:
             try:
                 return self._queue.get_delivery(block=False)
             except Empty:
