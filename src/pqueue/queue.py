@@ -822,10 +822,7 @@ class Queue(Generic[T]):
                 self._begin()
                 try:
                     discarded = shell.discard_damaged()
-                    if self._putters:
-                        self.not_full.notify_all()
-                    if self._joiners and not shell.state.unfinished:
-                        self.all_tasks_done.notify_all()
+                    self._dropped_items()
                 except BaseException as exc:
                     self._step_failed(exc)
                 return discarded
@@ -845,17 +842,24 @@ class Queue(Generic[T]):
                 try:
                     self._reap()  # items of holders that are gone wait: dropped too
                     dropped = shell.purge()
-                    if self._putters:
-                        self.not_full.notify_all()
-                    if self._joiners and not shell.state.unfinished:
-                        self.all_tasks_done.notify_all()
-                    if self._reclaimer is None and transitions.reclaimable(shell.state):
-                        self._arm_reclaim()
+                    self._dropped_items()
                 except BaseException as exc:
                     self._step_failed(exc)
                 return dropped
             finally:
                 self._leave()
+
+    def _dropped_items(self) -> None:
+        """(Under the mutex.) Items were dropped without a delivery (discarded, purged):
+        wake whoever waits for room or for the queue to be done, and have a queue that is
+        drained now delete its chunk files soon."""
+        if self._putters:
+            self.not_full.notify_all()
+        state = self._shell.state
+        if self._joiners and not state.unfinished:
+            self.all_tasks_done.notify_all()
+        if self._reclaimer is None and transitions.reclaimable(state):
+            self._arm_reclaim()
 
     def _check_get(self) -> None:
         self._enter(Command.GET)

@@ -45,7 +45,7 @@ from typing import Protocol
 import attrs
 
 from pqueue.core import ranges, transitions
-from pqueue.core.codec import ACK_RECORD_SIZE, Info, decode_info
+from pqueue.core.codec import Info, decode_info
 from pqueue.core.deadletter import encode_dead_letter
 from pqueue.core.effects import Effect, Replace
 from pqueue.core.errors import (
@@ -178,10 +178,11 @@ class SharedShell(Shell):
         self.max_attempts: int | None = None
         self.sink: DeadLetterSink | None = None
         self._moving: tuple[int, int] | None = None
-        # The holds and attempt counts as they were before a step that changed them ahead
-        # of its checkpoint (``settle`` of an ack that checkpoints, ``purge``), for the busy
-        # snapshot of the state before it.
-        self._before: tuple[dict[int, Hold], dict[int, int]] | None = None
+        # During a step that changed the holds ahead of a checkpoint it may make (``settle``,
+        # ``purge``): the state before it, the holds it removed and the attempt counts
+        # before it, for the busy snapshot of the state before the step (while that state
+        # is still the current one: not for a checkpoint that follows the step).
+        self._before: tuple[QueueState, tuple[Hold, ...], dict[int, int]] | None = None
 
     # --- the critical section ------------------------------------------------------------
 
@@ -351,10 +352,14 @@ class SharedShell(Shell):
         # deletes the chunk files its new tail passed: made again from the state before,
         # it would refer to files already gone.
         before = self._before
-        if before is None:
+        if before is None or before[0] is not self.state:
+            before = None
             self._publish(BUSY_CHECKPOINT)
         else:  # the holds as they were before the step, which agree with the state before
-            self._publish(BUSY_CHECKPOINT, self.state, *before)
+            _, removed, prior = before
+            holds = dict(self.holds)
+            holds.update((hold.seq, hold) for hold in removed)
+            self._publish(BUSY_CHECKPOINT, self.state, holds, prior)
         super()._apply(effects[:replace], state)
         if state is not self.state or before is not None:
             self._publish(BUSY_CHECKPOINT, state)
@@ -421,7 +426,7 @@ class SharedShell(Shell):
         how many. Items delivered and not acknowledged stay their holders'."""
         dropped = self.state.size
         returned = self.waiting
-        self._before = (dict(self.holds), self.prior)
+        self._before = (self.state, tuple(self.holds[seq] for seq in returned), self.prior)
         # The holds go first: once the checkpoint is in place, its busy snapshot must not
         # offer them again.
         for seq in returned:
@@ -529,9 +534,7 @@ class SharedShell(Shell):
         acknowledgement fails (the shell is then broken, and nothing of it is published).
         """
         hold = self._mine(seq)
-        state = self.state
-        if self.shared and state.ack_offset + ACK_RECORD_SIZE > state.ledger.ack_capacity:
-            self._before = (dict(self.holds), self.prior)  # the ack log is full: it checkpoints
+        self._before = (self.state, (hold,), self.prior)  # for a checkpoint the ack makes
         del self.holds[seq]
         try:
             self.ack(seq)
