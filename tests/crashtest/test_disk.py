@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -1186,3 +1187,29 @@ def test_file_type_is_a_read_that_faults_and_crashes_reach() -> None:
         disk.file_type("/f")
     with pytest.raises(SimulatedCrash):
         disk.file_type("/missing")
+
+
+def test_rmdir_tree_and_inode() -> None:
+    disk = SimulatedDisk()
+    disk.mkdir("/a")
+    disk.mkdir("/a/empty")
+    disk.write("/a/f", b"xy")
+    assert disk.tree() == {
+        "/": (1, None),
+        "/a": (disk.inode("/a"), None),
+        "/a/empty": (disk.inode("/a/empty"), None),
+        "/a/f": (disk.inode("/a/f"), b"xy"),
+    }
+    assert disk.inode("/a/missing") is None
+    assert disk.inode(Path("/a/f")) == disk.tree()["/a/f"][0]
+    for path, code in [("/a", errno.ENOTEMPTY), ("/a/f", errno.ENOTDIR),
+                       ("/nope", errno.ENOENT), ("/", errno.EBUSY)]:
+        with pytest.raises(OSError) as raised:
+            disk.rmdir(path)
+        assert raised.value.errno == code and raised.value.filename == path
+    disk.fsync_dir("/a")
+    disk.rmdir("/a/empty")
+    assert disk.dirs() == ["/", "/a"]
+    # An entry operation like unlink: a power loss may undo it until the parent is synced.
+    kept = {tuple(state.dirs()) for state in disk.crash_states()}
+    assert kept == {("/",), ("/", "/a"), ("/", "/a", "/a/empty")}

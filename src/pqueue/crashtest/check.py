@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pqueue.crashtest import disk as _disk_module
 from pqueue.crashtest.disk import SimulatedCrash, SimulatedDisk
 from pqueue.crashtest.models import POWER_LOSS, PROCESS_CRASH, PersistenceModel
 from pqueue.crashtest.mount import Mount, Operation, _inner, _ino
@@ -40,13 +39,9 @@ class CrashCheckError(AssertionError):
 def _tree(fs: Any, prefix: str) -> _Tree:
     """Every visible path of the disk (named as the program names them) with its inode and
     content."""
-    disk = _inner(fs)
     found: _Tree = {}
-    with disk._mutex:
-        for path, node in disk._walk_visible():
-            name = (prefix or "/") if path == "/" else prefix + path
-            data = bytes(node.data) if isinstance(node, _disk_module._File) else None
-            found[name] = (node.ino, data)
+    for path, entry in _inner(fs).tree().items():
+        found[(prefix or "/") if path == "/" else prefix + path] = entry
     return found
 
 

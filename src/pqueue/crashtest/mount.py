@@ -40,7 +40,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from pqueue.crashtest import disk as _disk_module
 from pqueue.crashtest.disk import SimulatedDisk, SimulatedProcess
 
 __all__ = [
@@ -167,46 +166,13 @@ def _inner(fs: SimulatedDisk | SimulatedProcess) -> SimulatedDisk:
 
 def _ino(fs: SimulatedDisk | SimulatedProcess, path: str) -> int | None:
     """The inode number at ``path`` on the disk (visible), or None."""
-    disk = _inner(fs)
-    with disk._mutex:
-        try:
-            return disk._lookup(_disk_module._split(path), path).ino
-        except OSError:
-            return None
+    return _inner(fs).inode(path)
 
 
 def _rmdir_on(fs: SimulatedDisk | SimulatedProcess, path: str) -> None:
-    """``rmdir`` on the disk, which has no such method: a state-changing entry operation
-    (an unlink in the parent), counted and crashed like the others."""
-    disk = _inner(fs)
-
-    def run() -> None:
-        with disk._mutex:
-            try:
-                disk._begin("unlink")
-                parts = _disk_module._split(path)
-                if not parts:
-                    raise _error(errno.EBUSY, path)
-                parent, name = disk._parent(parts, path)
-                node = parent.entries.get(name)
-                if node is None:
-                    raise _error(errno.ENOENT, path)
-                if not isinstance(node, _disk_module._Dir):
-                    raise _error(errno.ENOTDIR, path)
-                if node.entries:
-                    raise _error(errno.ENOTEMPTY, path)
-                del parent.entries[name]
-                parent.pending.append(_disk_module._Unlink(name))
-                if disk._watches:
-                    disk._touch(parts)
-            finally:
-                if disk._interrupting is not None:
-                    disk._deliver()
-
-    if isinstance(fs, SimulatedProcess):
-        fs._run(run)
-    else:
-        run()
+    """``rmdir`` on the disk: a state-changing entry operation, counted and crashed like the
+    others."""
+    fs.rmdir(path)
 
 
 class _Handle:

@@ -10,8 +10,9 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pqueue.crashtest.disk import SimulatedDisk, _draw_crash_state
+from pqueue.crashtest.disk import SimulatedDisk
 from pqueue.crashtest.models import POWER_LOSS, ModelName, PersistenceModel, _as_model
+from pqueue.crashtest.states import _draw_crash_state
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
