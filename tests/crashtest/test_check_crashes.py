@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,27 @@ def save_in_place(path: str, value: object) -> None:
         json.dump(value, f)
         f.flush()
         os.fsync(f.fileno())
+
+
+def save_through_system_temp(path: str, value: object) -> None:
+    """The temporary file in the system's temp directory: another file system, so the
+    rename fails with EXDEV and ``shutil.move`` falls back to copying over the old version
+    in place."""
+    fd, temp = tempfile.mkstemp()
+    with os.fdopen(fd, "w") as f:
+        json.dump(value, f)
+        f.flush()
+        os.fsync(f.fileno())
+    shutil.move(temp, path)
+    fsync_dir(os.path.dirname(path))
+
+
+def save_with_random_temp_names(path: str, value: object) -> None:
+    """No fsync, and a temporary file named at random: each run names it differently."""
+    fd, temp = tempfile.mkstemp(dir=os.path.dirname(path))
+    with os.fdopen(fd, "w") as f:
+        json.dump(value, f)
+    os.replace(temp, path)
 
 
 class ConfigFile:
@@ -184,6 +207,49 @@ def test_writing_in_place_is_caught_even_by_a_process_crash() -> None:
     text = str(crashed.violations[0])
     assert "nothing was pending: this state is what the program saw" in text
     assert "JSONDecodeError" in text  # an empty file: the check broke, a violation too
+
+
+def test_a_temporary_file_on_another_file_system_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the runs crashed leave some
+    report = ConfigFile(save_through_system_temp).run()
+    assert not report.ok
+    # The rename across file systems failed (EXDEV), so the copy wrote the file in place:
+    # a crash between its truncate and its write leaves it empty, even without a power loss.
+    assert [op.kind for op in report.log][:2] == ["truncate", "write"]
+    first = report.violations[0]
+    assert first.after is not None
+    assert first.after.call == "os.open('/app/config.json', O_WRONLY|O_CREAT|O_TRUNC)"
+    assert "JSONDecodeError" in str(first)
+    assert not ConfigFile(save_through_system_temp).run(PROCESS_CRASH).ok
+
+
+def always_fails() -> None:
+    raise AssertionError("every state fails")
+
+
+def test_explanations_name_this_runs_files_and_only_what_it_lost() -> None:
+    report = ConfigFile(save_with_random_temp_names).run()
+    assert not report.ok
+    for violation in report.violations:
+        after = violation.after
+        if after is not None and after.kind == "rename":
+            # The rename the crash came after is this run's, whatever its random name.
+            temp = after.call.split("'")[1]
+            assert f"#1 os.open('{temp}'" in str(violation), str(violation)
+    # The rename of a file that the crash state does not have at all is lost, not left out.
+    lost_renames = [v for v in report.violations
+                    if any("os.replace" in lost for lost in v.lost)]
+    assert lost_renames, report.text()
+    # A process crash loses nothing: no violation says it lost anything.
+    always = check_crashes(
+        lambda: save_with_random_temp_names(CONFIG, {"version": 2}),
+        always_fails,
+        setup=lambda: save(CONFIG, {"version": 1}), model=PROCESS_CRASH,
+    )
+    assert always.violations
+    assert all(v.lost == [] for v in always.violations), always.text()
 
 
 def test_a_workload_without_file_operations_is_an_error(tmp_path: Path) -> None:

@@ -220,21 +220,23 @@ def _verdict(
     content_found: dict[int, bytes | None],
 ) -> str | None:
     """Whether the crash state kept ``op``: "kept", "lost", a description of a torn write,
-    or None when it cannot be told (its file is gone from the state or from the program's
-    view)."""
+    or None when it cannot be told (its file is gone from both the state and the program's
+    view, or a write's bytes were since overwritten or cut off)."""
     ino = op.ino
     assert ino is not None
+    if op.kind in ("unlink", "rmdir"):
+        return "lost" if where_found.get(ino) == op.path else "kept"
+    if ino not in where_found:
+        # Gone from the state: lost, if the program still had it; if the program had
+        # removed it too, nothing tells.
+        return "lost" if ino in where_seen else None
     if op.kind in ("create", "mkdir"):
-        return "kept" if ino in where_found else "lost"
+        return "kept"
     if op.kind == "rename":
-        now = where_found.get(ino)
-        if now is None:
-            return None
+        now = where_found[ino]
         if now == op.path or (where_seen.get(ino) != op.path and now == where_seen.get(ino)):
             return "kept"
         return "lost"
-    if op.kind in ("unlink", "rmdir"):
-        return "lost" if where_found.get(ino) == op.path else "kept"
     if op.kind == "write":
         seen, found = content_seen.get(ino), content_found.get(ino)
         if seen is None or found is None:
@@ -493,9 +495,11 @@ def check_crashes(
 
         def sweep(disk: SimulatedDisk, point: int) -> None:
             nonlocal states
-            after = _last_before(first_log, point)
-            crashed_in = _containing(first_log, point) if point < total else None
             run_log = list(log)
+            # The calls this run made, so that names drawn at random (tempfile's) are this
+            # run's; the call that crashed made no change and is known from the first run.
+            after = _last_before(run_log, point)
+            crashed_in = _containing(first_log, point) if point < total else None
             for index, state in enumerate(disk.crash_states(model)):
                 states += 1
                 error = checked(state)
