@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from pqueue import Empty, Queue
@@ -394,6 +395,17 @@ def test_the_queue_passes_on_a_mount() -> None:
     kinds = {op.kind for op in report.log}
     assert {"mkdir", "create", "write", "fsync", "fsync_dir", "rename"} <= kinds
     check_crashes(history.workload, history.check, model=PROCESS_CRASH).assert_ok()
+
+
+@pytest.mark.parametrize("option", [
+    {"journaled_dirs": True}, {"page_size": 4096}, {"torn_sectors": "any"},
+], ids=str)
+def test_the_queue_passes_under_every_model_option(option: dict[str, Any]) -> None:
+    model = attrs.evolve(POWER_LOSS, **option)
+    history = QueueHistory(exclusive=True)
+    report = check_crashes(history.workload, history.check, model=model)
+    report.assert_ok()
+    assert report.model == model
 
 
 def test_a_shared_queue_passes_on_a_mount() -> None:

@@ -245,10 +245,18 @@ def test_weaker_models_allow_fewer_states(history: list[Op]) -> None:
     disk, _ = run(history)
     weaker = attrs.evolve(POWER_LOSS, torn_writes=False, zero_extend=False)
     stronger = attrs.evolve(POWER_LOSS, reorder_dir_ops=True)
-    chain = [PROCESS_CRASH, weaker, POWER_LOSS, stronger]
-    sets = [{repr(key(s)) for s in states(disk, model)} for model in chain]
-    if all(len(found) < LIMIT for found in sets):
-        assert sets[0] <= sets[1] <= sets[2] <= sets[3]
+    journaled = attrs.evolve(POWER_LOSS, journaled_dirs=True)
+    paged = attrs.evolve(POWER_LOSS, page_size=SECTOR)
+    subsets = attrs.evolve(POWER_LOSS, torn_sectors="any")
+    for chain in (
+        [PROCESS_CRASH, weaker, POWER_LOSS, stronger],
+        [PROCESS_CRASH, journaled, POWER_LOSS],
+        [weaker, POWER_LOSS, paged],
+        [POWER_LOSS, subsets],
+    ):
+        sets = [{repr(key(s)) for s in states(disk, model)} for model in chain]
+        if all(len(found) < LIMIT for found in sets):
+            assert all(a <= b for a, b in itertools.pairwise(sets)), chain
 
 
 @examples(100)
@@ -265,7 +273,7 @@ def test_syncing_everything_leaves_one_state(history: list[Op]) -> None:
 @given(histories, st.data())
 def test_crash_state_draws_members_of_crash_states(history: list[Op], data: st.DataObject) -> None:
     disk, _ = run(history)
-    model = data.draw(st.sampled_from([POWER_LOSS, attrs.evolve(POWER_LOSS, reorder_dir_ops=True)]))
+    model = data.draw(st.sampled_from(MODELS))
     members = {repr(key(s)) for s in states(disk, model)}
     if len(members) == LIMIT:
         return  # too many to enumerate here; the strategy exists for such disks
@@ -292,6 +300,9 @@ MODELS = [
     attrs.evolve(POWER_LOSS, reorder_dir_ops=True),
     attrs.evolve(POWER_LOSS, torn_writes=False, zero_extend=False),
     attrs.evolve(POWER_LOSS, torn_fill=("zeros",), sector_size=64),
+    attrs.evolve(POWER_LOSS, journaled_dirs=True),
+    attrs.evolve(POWER_LOSS, page_size=SECTOR),
+    attrs.evolve(POWER_LOSS, torn_sectors="any", sector_size=256),
 ]
 
 
@@ -338,3 +349,68 @@ def test_every_crash_state_says_what_it_kept_of_each_pending_file(
         text = repr(state)
         assert "crash state of #" in text
         assert re.search(r": \d+ pending[;>]", text) is None, text  # every content explained
+
+
+def test_journaled_directories_keep_a_rename_across_directories_whole() -> None:
+    disk = SimulatedDisk()
+    disk.mkdir("/d")
+    disk.write("/a", b"x")
+    disk.fsync("/a")
+    disk.fsync_dir("/")
+    disk.fsync_dir("/d")
+    disk.replace("/a", "/d/a")
+    disk.create("/b")  # a later entry operation in another directory
+    journaled = attrs.evolve(POWER_LOSS, journaled_dirs=True)
+    found = [state.files() for state in disk.crash_states(journaled)]
+    assert found == [{"/b": b"", "/d/a": b"x"}, {"/d/a": b"x"}, {"/a": b"x"}]
+    assert disk.count_crash_states(journaled) == disk.estimate_crash_states(journaled)
+    # Per directory (POWER_LOSS), the rename can be half kept: the file under both names,
+    # or under none, even with the later /b kept.
+    apart = [state.files() for state in disk.crash_states(POWER_LOSS)]
+    assert {"/a": b"x", "/d/a": b"x"} in apart and {"/b": b""} in apart
+    assert "/: kept 1 of 2, lost create 'b'; /d: kept all 1" in repr(
+        next(s for s in disk.crash_states(journaled) if s.files() == {"/d/a": b"x"})
+    )
+    with pytest.raises(ValueError, match="contradict"):
+        attrs.evolve(POWER_LOSS, journaled_dirs=True, reorder_dir_ops=True)
+
+
+def test_pages_are_written_back_in_any_order() -> None:
+    disk = SimulatedDisk()
+    disk.write("/f", b"")
+    disk.fsync("/f")
+    disk.fsync_dir("/")
+    disk.write("/f", b"a" * 4096)
+    disk.write("/f", b"b" * 4096)
+    paged = attrs.evolve(POWER_LOSS, page_size=4096)
+    second_only = bytes(4096) + b"b" * 4096  # the second page reached the disk, not the first
+    assert second_only not in {s.files()["/f"] for s in disk.crash_states(POWER_LOSS)}
+    found = {s.files()["/f"]: s for s in disk.crash_states(paged)}
+    assert second_only in found
+    assert repr(found[second_only]).endswith(
+        "/f: written back page by page (4096 bytes): the size as of 2 of 2, page 0 as of 0 "
+        "of 2>"
+    )
+    assert disk.count_crash_states(paged) <= disk.estimate_crash_states(paged)
+    with pytest.raises(ValueError, match="page_size must be"):
+        attrs.evolve(POWER_LOSS, page_size=1000)
+
+
+def test_a_torn_write_may_keep_any_subset_of_its_sectors() -> None:
+    disk = SimulatedDisk()
+    disk.write("/f", b"")
+    disk.fsync("/f")
+    disk.fsync_dir("/")
+    disk.write("/f", b"abc" * 512)  # three sectors
+    subsets = attrs.evolve(POWER_LOSS, torn_sectors="any")
+    middle_only = bytes(512) + (b"abc" * 512)[512:1024]  # the last sector not even sized
+    contents = {s.files()["/f"]: s for s in disk.crash_states(subsets)}
+    assert middle_only in contents
+    assert middle_only not in {s.files()["/f"] for s in disk.crash_states(POWER_LOSS)}
+    assert "torn, only sector 2 of 3 written" in repr(contents[middle_only])
+    # The first and the last sector, without the middle one: the file keeps its full size.
+    ends = (b"abc" * 512)[:512] + bytes(512) + (b"abc" * 512)[1024:]
+    assert ends in contents
+    assert disk.count_crash_states(subsets) <= disk.estimate_crash_states(subsets)
+    with pytest.raises(ValueError, match="torn_sectors"):
+        attrs.evolve(POWER_LOSS, torn_sectors="some")  # type: ignore[arg-type]

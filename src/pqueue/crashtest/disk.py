@@ -311,6 +311,7 @@ class SimulatedDisk:
     def __init__(self) -> None:
         self._root = _Dir(1, {}, {}, [])
         self._next_ino = 2
+        self._seq = 0  # state-changing calls ever made, copies included: orders entry ops
         self._uid = next(_disk_ids)
         self._boot = _new_boot_id()
         self._mutex = threading.RLock()
@@ -555,6 +556,7 @@ class SimulatedDisk:
         with self._mutex:
             new = SimulatedDisk()
             new._next_ino = self._next_ino
+            new._seq = self._seq
             new._capacity = self._capacity
             new._boot = self._boot
             memo: dict[int, _Node] = {}
@@ -574,7 +576,7 @@ class SimulatedDisk:
                 twin_dir.entries = {name: clone(child) for name, child in node.entries.items()}
                 twin_dir.durable = {name: clone(child) for name, child in node.durable.items()}
                 twin_dir.pending = [
-                    _Link(op.name, clone(op.node)) if isinstance(op, _Link) else op
+                    op._replace(node=clone(op.node)) if isinstance(op, _Link) else op
                     for op in node.pending
                 ]
                 return twin_dir
@@ -703,7 +705,7 @@ class SimulatedDisk:
                     if child is None:
                         child = _Dir(self._new_ino(), {}, {}, [])
                         node.entries[name] = child
-                        node.pending.append(_Link(name, child))
+                        node.pending.append(_Link(name, child, self._seq))
                     elif isinstance(child, _File):
                         code = errno.EEXIST if i == len(parts) - 1 else errno.ENOTDIR
                         raise _error(code, path)
@@ -978,12 +980,12 @@ class SimulatedDisk:
                 if sdir is ddir:
                     del sdir.entries[sname]
                     sdir.entries[dname] = node
-                    sdir.pending.append(_Rename(sname, dname))
+                    sdir.pending.append(_Rename(sname, dname, self._seq))
                 else:
                     ddir.entries[dname] = node
-                    ddir.pending.append(_Link(dname, node))
+                    ddir.pending.append(_Link(dname, node, self._seq))
                     del sdir.entries[sname]
-                    sdir.pending.append(_Unlink(sname))
+                    sdir.pending.append(_Unlink(sname, self._seq))
                 if self._watches:
                     self._touch(dparts, tree=True)
             finally:
@@ -1004,7 +1006,7 @@ class SimulatedDisk:
                 if isinstance(node, _Dir):
                     raise _error(errno.EISDIR, path)
                 del parent.entries[name]
-                parent.pending.append(_Unlink(name))
+                parent.pending.append(_Unlink(name, self._seq))
                 if self._watches:
                     self._touch(parts)
             finally:
@@ -1031,7 +1033,7 @@ class SimulatedDisk:
                 if node.entries:
                     raise _error(errno.ENOTEMPTY, path)
                 del parent.entries[name]
-                parent.pending.append(_Unlink(name))
+                parent.pending.append(_Unlink(name, self._seq))
                 if self._watches:
                     self._touch(parts)
             finally:
@@ -1267,6 +1269,7 @@ class SimulatedDisk:
             if self._countdown is not None:
                 self._countdown -= 1
             self._operations += 1
+            self._seq += 1
         if self._armed:
             self._inject(op, mutating)
 
@@ -1413,7 +1416,7 @@ class SimulatedDisk:
         if node is None:
             node = _File(self._new_ino(), b"", b"", [])
             parent.entries[name] = node
-            parent.pending.append(_Link(name, node))
+            parent.pending.append(_Link(name, node, self._seq))
         elif isinstance(node, _Dir):
             raise _error(errno.EISDIR, path)
         return node

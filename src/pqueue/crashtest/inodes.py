@@ -70,18 +70,26 @@ class _Dir:
 _Node = _File | _Dir
 
 
+# ``seq``: the number of the disk call that made the operation, so that operations in
+# different directories can be ordered (``PersistenceModel.journaled_dirs``); the two halves
+# of a rename across directories share it.
+
+
 class _Link(NamedTuple):
     name: str
     node: _Node
+    seq: int = 0
 
 
 class _Unlink(NamedTuple):
     name: str
+    seq: int = 0
 
 
 class _Rename(NamedTuple):
     src: str
     dst: str
+    seq: int = 0
 
 
 _EntryOp = _Link | _Unlink | _Rename

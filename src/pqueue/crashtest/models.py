@@ -39,6 +39,24 @@ still holds it in the page cache. There is exactly one crash state: the visible 
    states are reproducible and comparable; it never contains a zero byte, so it can never be
    mistaken for a zero fill (SQLite's crash VFS also fills with pseudo-random bytes).
 
+Options for other file systems and devices, each off by default (``attrs.evolve`` them in):
+
+- ``journaled_dirs``: entry operations survive as one in-order prefix across all directories,
+  instead of per directory (rule 4), so a rename across directories survives whole or not at
+  all. A journaling file system commits metadata in order, in transactions: ext4 (ALICE
+  found its directory operations atomic and ordered), xfs. Fewer states than rule 4.
+- ``page_size``: the page cache writes a file's dirty pages back in any order, each page as
+  it was at some moment: each page of a file may hold the content it had after any prefix of
+  the file's pending operations, independently of its other pages, and the file's size that
+  of any prefix (a page the size covers but whose data did not make it reads as zeros).
+  Linux writeback makes no promise of order within a file; LazyFS's "reorder" fault and
+  ALICE's out-of-order appends model it. More states than rule 1 (which it extends).
+- ``torn_sectors="any"``: a torn write may have reached the disk in any subset of its
+  sectors, not only a prefix (rule 2): a device may write the sectors of one request in any
+  order (SQLite's crash VFS, ``src/test6.c``, writes each unsynced sector or not at random).
+  Every subset is tried for writes of up to ``_SUBSET_SECTORS`` sectors; beyond that, the
+  subsets missing one sector and those holding one sector.
+
 Variants are built with ``attrs.evolve``, e.g. ``attrs.evolve(POWER_LOSS,
 reorder_dir_ops=True)`` for file systems that reorder directory operations (ext2, btrfs
 without ``fsync`` of the directory, in ALICE's study), or ``torn_writes=False`` for a device
@@ -48,6 +66,7 @@ with atomic sector writes and a file system that never exposes partial writes.
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 from typing import Literal
 
@@ -71,6 +90,27 @@ def _check_positive(instance: PersistenceModel, attribute: object, value: int) -
         raise ValueError(f"sector_size must be positive, got {value!r}")
 
 
+def _check_page(instance: PersistenceModel, attribute: object, value: int | None) -> None:
+    if value is not None and (value <= 0 or value % instance.sector_size):
+        raise ValueError(
+            f"page_size must be None or a positive multiple of sector_size "
+            f"({instance.sector_size}), got {value!r}"
+        )
+
+
+def _check_torn_sectors(instance: PersistenceModel, attribute: object, value: str) -> None:
+    if value not in ("prefix", "any"):
+        raise ValueError(f"torn_sectors must be 'prefix' or 'any', got {value!r}")
+
+
+def _check_journaled(instance: PersistenceModel, attribute: object, value: bool) -> None:
+    if value and instance.reorder_dir_ops:
+        raise ValueError(
+            "journaled_dirs and reorder_dir_ops contradict each other: directory operations "
+            "either survive in order across directories or in any order"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class PersistenceModel:
     """What survives a crash of a ``SimulatedDisk`` (the rules are in the module docstring).
@@ -91,6 +131,13 @@ class PersistenceModel:
         reorder_dir_ops: whether any subset of a directory's pending entry operations may
             survive (applied in their original order), instead of only a prefix. ALICE
             observed such reordering on ext2 and btrfs. ``False`` by default.
+        journaled_dirs: whether entry operations survive as one in-order prefix across all
+            directories (ext4, xfs), so that a rename across directories is atomic.
+            ``False`` by default; cannot be combined with ``reorder_dir_ops``.
+        page_size: ``None`` (by default), or the size of the pages (a multiple of
+            ``sector_size``) that write-back may write out of order within a file.
+        torn_sectors: ``"prefix"`` (by default): a torn write reached the disk as a
+            prefix; ``"any"``: as any subset of its sectors.
     """
 
     lose_unsynced: bool = True
@@ -99,6 +146,11 @@ class PersistenceModel:
     torn_fill: tuple[Fill, ...] = attrs.field(default=_FILLS, validator=_check_fills)
     zero_extend: bool = True
     reorder_dir_ops: bool = False
+    journaled_dirs: bool = attrs.field(default=False, validator=_check_journaled)
+    page_size: int | None = attrs.field(default=None, validator=_check_page)
+    torn_sectors: Literal["prefix", "any"] = attrs.field(
+        default="prefix", validator=_check_torn_sectors
+    )
 
 
 PROCESS_CRASH = PersistenceModel(lose_unsynced=False)
@@ -201,9 +253,45 @@ def _torn_outcomes(
                 else:
                     filler = _garbage(ino, at, fill_end - at)
                 outcomes.append(b"".join((head, data[:cut], filler, view[fill_end:])))
+    if model.torn_sectors == "any" and size > 1:
+        pieces = _pieces(model.sector_size, offset, size)
+        for mask in _masks(len(pieces)):
+            last = max(i for i in range(len(pieces)) if mask >> i & 1)
+            length = max(old_size, offset + pieces[last][1])
+            buf = bytearray(base[:length].ljust(length, b"\0"))
+            for i, (start, stop) in enumerate(pieces):
+                if mask >> i & 1:
+                    buf[offset + start : offset + stop] = data[start:stop]
+            outcomes.append(bytes(buf))
     if model.zero_extend and end > old_size:
         outcomes.append(base + bytes(end - old_size))
     return outcomes
+
+
+_SUBSET_SECTORS = 8
+"""Writes of up to this many sectors tear into every subset of them under
+``torn_sectors="any"``; longer ones into the subsets missing one sector or holding one."""
+
+
+def _pieces(sector: int, offset: int, size: int) -> list[tuple[int, int]]:
+    """The parts of a write of ``size`` bytes at ``offset`` that fall in one sector each, as
+    (start, stop) within the write."""
+    cuts = [0, *range(sector - offset % sector, size, sector), size]
+    return [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
+
+
+@functools.lru_cache(maxsize=64)
+def _masks(n: int) -> tuple[int, ...]:
+    """The subsets of ``n`` sectors a write may tear into under ``torn_sectors="any"`` that
+    a prefix tear does not give: not empty, not all, not a prefix (bit i: sector i made it).
+    """
+    full = (1 << n) - 1
+    prefixes = {(1 << k) - 1 for k in range(n + 1)}
+    if n <= _SUBSET_SECTORS:
+        masks: list[int] = list(range(1, full))
+    else:
+        masks = [full & ~(1 << i) for i in range(n)] + [1 << i for i in range(n)]
+    return tuple(dict.fromkeys(m for m in masks if m not in prefixes))
 
 
 def _torn_count(model: PersistenceModel, old_size: int, offset: int, size: int) -> int:
@@ -217,6 +305,8 @@ def _torn_count(model: PersistenceModel, old_size: int, offset: int, size: int) 
         # 1 and size // 2 are cuts too, inside a sector (filled), unless on a boundary.
         extra = {cut for cut in (1, size // 2) if cut < first or (cut - first) % sector}
         count = boundaries + len(extra) * len(model.torn_fill)
+    if model.torn_sectors == "any" and size > 1:
+        count += len(_masks(len(_pieces(model.sector_size, offset, size))))
     if model.zero_extend and end > old_size:
         count += 1
     return count
@@ -242,6 +332,12 @@ def _torn_labels(model: PersistenceModel, old_size: int, offset: int, size: int)
                 labels.append(f"{torn} (a sector boundary)")
             else:
                 labels.extend(f"{torn}, then {fill}" for fill in model.torn_fill)
+    if model.torn_sectors == "any" and size > 1:
+        n = len(_pieces(model.sector_size, offset, size))
+        for mask in _masks(n):
+            kept = ", ".join(str(i + 1) for i in range(n) if mask >> i & 1)
+            labels.append(f"torn, only sector{'s' if mask & (mask - 1) else ''} {kept} of {n} "
+                          f"written")
     if model.zero_extend and end > old_size:
         labels.append("zero-extended (the size survived, the data did not)")
     return labels

@@ -10,6 +10,7 @@ operations of the disk it came from.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
@@ -104,7 +105,32 @@ def _file_options(f: _File, model: PersistenceModel) -> list[bytes]:
     for k in range(len(f.pending) - 1, -1, -1):
         ordered.extend(torn[k])
         ordered.append(prefixes[k])
+    if model.page_size is not None:
+        ordered.extend(_paged(prefixes, model.page_size))
     return list(dict.fromkeys(ordered))
+
+
+def _page_versions(prefixes: list[bytes], page: int) -> tuple[list[int], list[list[bytes]]]:
+    """Under ``page_size``: the sizes the file may have (of each prefix of its pending
+    operations, the last first) and, for each page, the contents it may hold (its content
+    after each prefix, the last first, without repeats)."""
+    sizes = list(dict.fromkeys(len(p) for p in reversed(prefixes)))
+    pages = -(-max(sizes) // page)
+    versions = [
+        list(dict.fromkeys(p[i * page : (i + 1) * page].ljust(page, b"\0")
+                           for p in reversed(prefixes)))
+        for i in range(pages)
+    ]
+    return sizes, versions
+
+
+def _paged(prefixes: list[bytes], page: int) -> Iterator[bytes]:
+    """Every content a file may have when each of its pages was written back as of its own
+    prefix of the pending operations and its size as of another (``page_size``)."""
+    sizes, versions = _page_versions(prefixes, page)
+    for size in sizes:
+        for combo in itertools.product(*versions[: -(-size // page)]):
+            yield b"".join(combo)[:size]
 
 
 def _all_kept(f: _File) -> bytes:
@@ -222,6 +248,38 @@ def _structures(
         yield chosen
 
 
+def _entry_seqs(root: _Dir) -> list[int]:
+    """The calls that made the pending entry operations under ``root``, in order."""
+    return sorted({op.seq for node in _all_nodes(root) if isinstance(node, _Dir)
+                   for op in node.pending})
+
+
+def _journal_cut(root: _Dir, lost: int) -> dict[int, dict[str, _Node]]:
+    """The entries of every directory when the last ``lost`` calls that changed entries were
+    lost, all directories together (``journaled_dirs``)."""
+    seqs = _entry_seqs(root)
+    limit = seqs[len(seqs) - lost] if lost else None
+    chosen: dict[int, dict[str, _Node]] = {}
+    for node in _all_nodes(root):
+        if isinstance(node, _Dir):
+            if not node.pending:
+                chosen[node.ino] = node.entries
+                continue
+            entries = dict(node.durable)
+            for op in node.pending:
+                if limit is None or op.seq < limit:
+                    _apply_entry(entries, op)
+            chosen[node.ino] = entries
+    return chosen
+
+
+def _journaled(root: _Dir) -> Iterator[dict[int, dict[str, _Node]]]:
+    """Every choice of entries under ``journaled_dirs``: one cut in the order of the calls,
+    from nothing lost to everything lost."""
+    for lost in range(len(_entry_seqs(root)) + 1):
+        yield _journal_cut(root, lost)
+
+
 def _enumerate(
     disk: SimulatedDisk, model: PersistenceModel, source: int | None = None
 ) -> Iterator[tuple[_StateKey, Callable[[], SimulatedDisk]]]:
@@ -246,7 +304,11 @@ def _enumerate(
     seen: set[_StateKey] = set()
     next_ino = disk._next_ino
     boot = _boot_after(disk, model)
-    for chosen in _structures(disk._root, dir_options):
+    structures = (
+        _journaled(disk._root) if model.lose_unsynced and model.journaled_dirs
+        else _structures(disk._root, dir_options)
+    )
+    for chosen in structures:
         layout = _layout(disk._root, chosen)
         dir_paths = tuple(sorted(path for path, _ in layout.dirs))
         by_path = sorted(layout.files, key=lambda item: item[0])
@@ -268,11 +330,13 @@ def _estimate(root: _Dir, model: PersistenceModel) -> int:
     """``SimulatedDisk.estimate_crash_states`` of the tree at ``root``."""
     if not model.lose_unsynced:
         return 1
-    total = 1
+    total = len(_entry_seqs(root)) + 1 if model.journaled_dirs else 1
     for node in _all_nodes(root):
         if not node.pending:
             continue
         if isinstance(node, _Dir):
+            if model.journaled_dirs:
+                continue
             n = len(node.pending)
             total *= 2**n if model.reorder_dir_ops else n + 1
         elif node.volatile:
@@ -287,8 +351,21 @@ def _estimate(root: _Dir, model: PersistenceModel) -> int:
                     size = max(size, op.offset + len(op.data))
                 else:
                     size = op.size
+            if model.page_size is not None:
+                sizes, versions = _page_versions(_prefixes(node), model.page_size)
+                choices += len(sizes) * math.prod(len(v) for v in versions)
             total *= choices
     return total
+
+
+def _prefixes(f: _File) -> list[bytes]:
+    """The content of ``f`` after each prefix of its pending operations, none first."""
+    found = [f.durable]
+    buf = bytearray(f.durable)
+    for op in f.pending:
+        _apply_data(buf, op)
+        found.append(bytes(buf))
+    return found
 
 
 def _check_limit(where: str, snapshot: SimulatedDisk, model: PersistenceModel, limit: int) -> int:
@@ -361,17 +438,31 @@ def _draw_crash_state(
     ``crash_states`` yields.
     """
     nodes = _all_nodes(disk._root)
+    journaled = model.lose_unsynced and model.journaled_dirs
     chosen: dict[int, dict[str, _Node]] = {}
+    if journaled:
+        chosen = _journal_cut(disk._root, integer(0, len(_entry_seqs(disk._root))))
     lost: dict[int, tuple[int, int]] = {}
+    paged: dict[int, bytes] = {}
     for node in nodes:
         if not model.lose_unsynced or not node.pending:
-            if isinstance(node, _Dir):
+            if isinstance(node, _Dir) and not journaled:
                 chosen[node.ino] = node.entries
         elif isinstance(node, _File):
             if node.volatile:
                 lost[node.ino] = (integer(0, 1), 0)
-            else:
-                lost[node.ino] = (integer(0, len(node.pending)), integer(0, _TEAR_CHOICES))
+                continue
+            lost[node.ino] = (integer(0, len(node.pending)), integer(0, _TEAR_CHOICES))
+            if model.page_size is not None:
+                sizes, versions = _page_versions(_prefixes(node), model.page_size)
+                size = integer(0, len(sizes) - 1)
+                pages = [integer(0, len(v) - 1) for v in versions]
+                if size or any(pages):  # all zeros: the prefix drawn above
+                    end = sizes[size]
+                    picked = [v[i] for v, i in zip(versions, pages, strict=True)]
+                    paged[node.ino] = b"".join(picked[: -(-end // model.page_size)])[:end]
+        elif journaled:
+            continue
         elif model.reorder_dir_ops:
             entries = dict(node.durable)
             for op in node.pending:
@@ -385,7 +476,10 @@ def _draw_crash_state(
             chosen[node.ino] = entries
     layout = _layout(disk._root, chosen)
     inodes = list({f.ino: f for _, f in sorted(layout.files, key=_by_name)}.values())
-    contents = tuple(_drawn_content(f, model, *lost.get(f.ino, (0, 0))) for f in inodes)
+    contents = tuple(
+        paged[f.ino] if f.ino in paged else _drawn_content(f, model, *lost.get(f.ino, (0, 0)))
+        for f in inodes
+    )
     origin = (disk._uid if source is None else source, model)
     return _build(disk._next_ino, layout, inodes, contents, _boot_after(disk, model), origin)
 
@@ -491,7 +585,23 @@ def _describe_file(f: _File, content: bytes, model: PersistenceModel) -> str:
                 return text + (f", lost {_ops_text(lost)}" if lost else "")
         if content == prefixes[kept]:
             return _kept_lost(n, ops[kept:])
+    if model.page_size is not None:
+        return _describe_pages(prefixes, content, model.page_size)
     return f"{n} pending"  # not reached: every content is one of those
+
+
+def _describe_pages(prefixes: list[bytes], content: bytes, page: int) -> str:
+    """What a content that ``page_size`` write-back made kept, page by page."""
+    n = len(prefixes) - 1
+    size = max(k for k, p in enumerate(prefixes) if len(p) == len(content))
+    parts = [f"written back page by page ({page} bytes): the size as of {size} of {n}"]
+    for i in range(-(-len(content) // page)):
+        have = content[i * page : (i + 1) * page]
+        kept = max(k for k, p in enumerate(prefixes)
+                   if p[i * page : (i + 1) * page].ljust(page, b"\0")[: len(have)] == have)
+        if kept != n:
+            parts.append(f"page {i} as of {kept} of {n}")
+    return ", ".join(parts)
 
 
 def _kept_lost(n: int, lost: list[_DataOp] | list[_EntryOp]) -> str:
