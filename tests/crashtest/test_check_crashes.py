@@ -469,3 +469,37 @@ def test_docs_example() -> None:
     report.assert_ok()
     print(report)  # N crash states at 6 crash points (5 operations) checked in ...: no violation
     assert report.crash_points == 6
+
+
+def test_max_states_samples_the_crash_points_that_have_more() -> None:
+    names = [f"/app/f{i}" for i in range(12)]
+
+    def workload() -> None:
+        for name in names:  # twelve new files, none synced: millions of crash states
+            with open(name, "wb") as f:
+                f.write(name.encode() * 40)
+
+    def check_complete() -> None:  # wrong: a power loss can tear or lose any of them
+        for name in names:
+            if os.path.exists(name):
+                with open(name, "rb") as f:
+                    assert f.read() == name.encode() * 40, f"{name} is torn"
+
+    def check_sizes() -> None:  # right: nothing is longer than what was written to it
+        for name in names:
+            if os.path.exists(name):
+                assert os.path.getsize(name) <= len(name) * 40, name
+
+    report = check_crashes(workload, check_complete, max_states=50)
+    assert report.sampled > 0
+    assert report.states <= 50 * report.crash_points
+    assert "sampled at" in report.summary()
+    assert not report.ok
+    violation = next(v for v in report.violations if v.sampled)
+    assert "crash state drawn" in str(violation) and "is torn" in str(violation)
+    assert violation.lost  # the drawn state is explained like an enumerated one
+    again = check_crashes(workload, check_complete, max_states=50)
+    assert (again.states, len(again.violations)) == (report.states, len(report.violations))
+    check_crashes(workload, check_sizes, max_states=50).assert_ok()
+    with pytest.raises(ValueError, match="max_states"):
+        check_crashes(workload, check_sizes, max_states=0)

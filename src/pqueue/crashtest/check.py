@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import gc
 import itertools
+import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pqueue.crashtest.disk import SimulatedCrash, SimulatedDisk
 from pqueue.crashtest.models import POWER_LOSS, PROCESS_CRASH, PersistenceModel
 from pqueue.crashtest.mount import Mount, Operation, _inner, _ino
+from pqueue.crashtest.states import _draw_crash_state, _enumerate
 
 __all__ = ["CrashCheckError", "CrashReport", "Violation", "check_crashes"]
 
@@ -56,7 +58,9 @@ class Violation:
     ``crash_point`` is how many state-changing operations had run (``operations``: the
     workload returned); ``after`` the last of them, ``crashed_in`` the call that crashed
     (None when the workload returned); ``state`` the state's index among the crash states
-    of that point; ``error`` what the check raised. ``lost``, ``kept`` and ``differences``
+    of that point (``sampled``: the number of the draw, when the point had more than
+    ``max_states`` and its states were drawn); ``error`` what the check raised. ``lost``,
+    ``kept`` and ``differences``
     (computed when first asked for) compare the state with what the program saw at the
     crash: the operations not yet durable then that the state lost (a write partly lost is
     ``torn``) or kept, and every file that differs.
@@ -75,6 +79,8 @@ class Violation:
         model: PersistenceModel,
         log: Sequence[Operation],
         prefix: str,
+        found: SimulatedDisk | None = None,
+        sampled: bool = False,
     ) -> None:
         self.crash_point = crash_point
         self.operations = operations
@@ -86,6 +92,8 @@ class Violation:
         self._model = model
         self._log = list(log)
         self._prefix = prefix
+        self._found = found
+        self.sampled = sampled
         self._explained: tuple[list[str], list[str], list[str]] | None = None
 
     @property
@@ -114,7 +122,8 @@ class Violation:
 
     def __str__(self) -> str:
         lost, kept, differences = self._explain()
-        lines = [f"{self.where()}; crash state {self.state}:"]
+        drawn = f"crash state drawn {self.state}" if self.sampled else f"crash state {self.state}"
+        lines = [f"{self.where()}; {drawn}:"]
         if lost or kept:
             lines.append(f"  lost: {'; '.join(lost) or 'nothing'}")
             lines.append(f"  kept: {'; '.join(kept) or 'nothing'}")
@@ -136,8 +145,10 @@ class Violation:
         return self._explained
 
     def _compare(self) -> tuple[list[str], list[str], list[str]]:
-        state_disk = next(itertools.islice(self._disk.crash_states(self._model), self.state,
-                                           None))
+        state_disk = self._found
+        if state_disk is None:
+            state_disk = next(itertools.islice(self._disk.crash_states(self._model),
+                                               self.state, None))
         seen = _tree(self._disk, self._prefix)
         found = _tree(state_disk, self._prefix)
         where_seen = {ino: path for path, (ino, _) in seen.items()}
@@ -262,8 +273,9 @@ class CrashReport:
     state-changing operation, and after the workload returned); ``operations``: the
     state-changing operations of one run of the workload (``log``: them, as recorded in the
     run that was not crashed); ``seconds``; ``violations``: the states that failed the
-    check, each a ``Violation``. ``ok`` when there is none; ``assert_ok()`` raises
-    ``CrashCheckError`` with a summary otherwise.
+    check, each a ``Violation``; ``sampled``: how many crash points had more than
+    ``max_states`` states, of which ``max_states`` were drawn. ``ok`` when there is none;
+    ``assert_ok()`` raises ``CrashCheckError`` with a summary otherwise.
     """
 
     def __init__(
@@ -275,8 +287,10 @@ class CrashReport:
         violations: list[Violation],
         log: list[Operation],
         model: PersistenceModel,
+        sampled: int = 0,
     ) -> None:
         self.states = states
+        self.sampled = sampled
         self.crash_points = crash_points
         self.operations = operations
         self.seconds = seconds
@@ -295,9 +309,13 @@ class CrashReport:
 
     def summary(self) -> str:
         verdict = "no violation" if self.ok else f"{len(self.violations)} violations"
+        sampled = (
+            f", sampled at {self.sampled} of them (more than max_states)" if self.sampled else ""
+        )
         return (
             f"{self.states} crash states at {self.crash_points} crash points "
-            f"({self.operations} operations) checked in {self.seconds:.2f} s: {verdict}"
+            f"({self.operations} operations){sampled} checked in {self.seconds:.2f} s: "
+            f"{verdict}"
         )
 
     def __str__(self) -> str:
@@ -421,6 +439,7 @@ def check_crashes(
     setup: Callable[..., object] | None = None,
     model: PersistenceModel = POWER_LOSS,
     fs: bool = False,
+    max_states: int | None = None,
 ) -> CrashReport:
     """Crash ``workload`` at every state-changing file operation it makes (and after it
     returns), and call ``check`` in every state each crash can leave under ``model``.
@@ -439,12 +458,22 @@ def check_crashes(
     ``pqueue.io.FileSystem`` (a simulated disk; for ``workload`` one that records what it
     does, to explain the violations), and paths are the disk's own.
 
+    ``max_states``: at a crash point with more crash states than that, check only
+    ``max_states`` distinct ones, the visible state first and the others drawn at random as
+    ``pqueue.crashtest.crash_state`` draws them (from a generator seeded by the crash point,
+    so a run is reproducible); the report counts those points as ``sampled``. ``None`` (by
+    default): every state, however many.
+
     Returns a ``CrashReport``. ``ValueError`` if the workload made no state-changing file
     operation under ``at`` (nothing would be checked); the workload's own exceptions in its
     uncrashed run propagate, as does ``RuntimeError`` if a crashed run makes other
     operations than the first run did (the workload must be deterministic in what it does
     to the files).
     """
+    if max_states is not None and (
+        isinstance(max_states, bool) or not isinstance(max_states, int) or max_states < 1
+    ):
+        raise ValueError(f"max_states must be None or a positive int, got {max_states!r}")
     started = time.perf_counter()
     base = SimulatedDisk()
     prefix = "" if fs else at
@@ -492,21 +521,31 @@ def check_crashes(
         first_log = list(log)
         violations: list[Violation] = []
         states = 0
+        sampled = 0
 
         def sweep(disk: SimulatedDisk, point: int) -> None:
-            nonlocal states
+            nonlocal states, sampled
             run_log = list(log)
             # The calls this run made, so that names drawn at random (tempfile's) are this
             # run's; the call that crashed made no change and is known from the first run.
             after = _last_before(run_log, point)
             crashed_in = _containing(first_log, point) if point < total else None
-            for index, state in enumerate(disk.crash_states(model)):
+            drawing = max_states is not None and _more_states(disk, model, max_states)
+            found: Iterator[SimulatedDisk]
+            if drawing:
+                assert max_states is not None
+                sampled += 1
+                found = _sample(disk, model, max_states, seed=point)
+            else:
+                found = disk.crash_states(model)
+            for index, state in enumerate(found):
                 states += 1
                 error = checked(state)
                 if error is not None:
                     violations.append(Violation(
                         point, total, after, crashed_in, index, error, disk=disk,
                         model=model, log=run_log, prefix=prefix,
+                        found=state if drawing else None, sampled=drawing,
                     ))
 
         sweep(disk, total)
@@ -548,7 +587,46 @@ def check_crashes(
             mounted.unmount()
     violations.sort(key=lambda v: (v.crash_point, v.state))
     return _notified(CrashReport(states, total + 1, total, time.perf_counter() - started,
-                                 violations, first_log, model))
+                                 violations, first_log, model, sampled))
+
+
+def _more_states(disk: SimulatedDisk, model: PersistenceModel, limit: int) -> bool:
+    """Whether ``disk`` has more than ``limit`` crash states under ``model`` (counted
+    without building them, and only when the estimate allows more)."""
+    if disk.estimate_crash_states(model) <= limit:
+        return False
+    return sum(1 for _ in itertools.islice(_enumerate(disk, model), limit + 1)) > limit
+
+
+_DRAWS_PER_STATE = 8
+
+
+def _sample(
+    disk: SimulatedDisk, model: PersistenceModel, count: int, *, seed: int
+) -> Iterator[SimulatedDisk]:
+    """``count`` distinct crash states of ``disk`` (it has more): the visible one, then
+    states drawn as ``crash_state`` draws them, from a generator seeded with ``seed``. Gives
+    up after ``_DRAWS_PER_STATE`` draws per state asked for, if repeats keep coming."""
+    rng = random.Random(seed)
+    first = True
+
+    def integer(lo: int, hi: int) -> int:
+        return lo if first else rng.randint(lo, hi)
+
+    def boolean() -> bool:
+        return False if first else rng.random() < 0.5
+
+    seen: set[tuple[tuple[str, ...], tuple[tuple[str, bytes], ...]]] = set()
+    for _ in range(count * _DRAWS_PER_STATE):
+        state = _draw_crash_state(disk, model, integer, boolean)
+        first = False
+        key = (tuple(state.dirs()), tuple(state.files().items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        yield state
+        if len(seen) == count:
+            return
 
 
 def _last_before(log: Sequence[Operation], point: int) -> Operation | None:
