@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+pytest_plugins = ("pytester",)  # tests/crashtest/test_plugin.py runs pytest inside pytest
+
 # "default": fast enough for every run; "ci"/"long": many more examples, for a nightly run
 # (HYPOTHESIS_PROFILE=long pytest).
 settings.register_profile(
