@@ -13,16 +13,30 @@ asked (``str(violation)``), which this does not do. Run from the repository's ro
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
 
-from tests.crashtest import test_check_crashes as examples
+
+def _examples() -> Any:
+    """The savers of tests/crashtest/test_check_crashes.py (loaded from its file, so that
+    the benchmark runs what the tests check)."""
+    spec = importlib.util.spec_from_file_location(
+        "_crashtest_examples", ROOT / "tests" / "crashtest" / "test_check_crashes.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+examples = _examples()
 
 SAVERS: list[tuple[str, Callable[[str, object], None]]] = [
     ("right (temp, fsync, rename, fsync dir)", examples.save),
