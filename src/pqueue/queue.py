@@ -23,7 +23,7 @@ import threading
 import weakref
 import zlib
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from time import monotonic
 from types import ModuleType, TracebackType
 from typing import Any, Generic, NoReturn, TypeVar
@@ -31,6 +31,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 from pqueue.core import transitions
 from pqueue.core.deadletter import DeadLetter, decode_dead_letter
 from pqueue.core.errors import (
+    CorruptQueueError,
     Empty,
     Full,
     LeaseExpiredError,
@@ -607,38 +608,67 @@ class Queue(Generic[T]):
         ``ShutDown``, ``DiskFullError`` (no space on the device: nothing was put), or the
         serializer's error (the queue is then unchanged).
         """
-        payload = self._dumps(item)
+        self._insert(self._dumps(item), 1, block, timeout)
+
+    def put_many(
+        self, items: Iterable[T], block: bool = True, timeout: float | None = None
+    ) -> None:
+        """Put every item of ``items``, in order, as one batch: together, or not at all.
+
+        In ``fsync`` mode the batch is durable on return, with one write and one fsync (per
+        chunk file it falls in) for all of its items; a crash before then leaves either all
+        of them in the queue or none. Under ``maxsize`` it blocks until there is room for
+        the whole batch, as ``put`` does for one item (``ValueError`` for a batch larger
+        than ``maxsize``: it could never fit). Nothing is put if serialising any item fails.
+        """
+        payloads = [self._dumps(item) for item in items]
+        if payloads:
+            self._insert(payloads, len(payloads), block, timeout)
+
+    def _insert(
+        self, payload: bytes | list[bytes], count: int, block: bool, timeout: float | None
+    ) -> None:
+        """Put one serialised item (``payload`` bytes) or a batch (a list of ``count``)."""
         # "with", never acquire() then try: a signal handler's exception can land right
         # after acquire() returns, before the try, and leave the mutex held for good.
         with self.mutex:
             if self._phase is not _OPEN:
                 self._enter(Command.PUT)
+            maxsize = self._maxsize
+            if count > maxsize > 0:
+                raise ValueError(
+                    f"a batch of {count} items cannot fit a queue of maxsize {maxsize}"
+                )
             shell = self._shell
             try:
                 self._begin()
-                if self._maxsize > 0:
+                if maxsize > 0:
                     if not block:
-                        if shell.state.size >= self._maxsize:
+                        if shell.state.size + count > maxsize:
                             raise Full
                     else:
                         if timeout is not None and timeout < 0:
                             raise ValueError("'timeout' must be a non-negative number")
-                        if shell.state.size >= self._maxsize:
-                            self._wait_for_room(timeout)
+                        if shell.state.size + count > maxsize:
+                            self._wait_for_room(timeout, count)
                 try:
-                    shell.put(payload)
+                    if type(payload) is bytes:
+                        shell.put(payload)
+                    else:
+                        assert isinstance(payload, list)
+                        shell.put_many(payload)
                     if self._getters:
-                        self.not_empty.notify()
+                        self.not_empty.notify(count)
                 except BaseException as exc:
                     self._step_failed(exc)
             finally:
                 self._leave()
 
-    def _wait_for_room(self, timeout: float | None) -> None:
+    def _wait_for_room(self, timeout: float | None, count: int = 1) -> None:
         endtime = None if timeout is None else monotonic() + timeout
         self._putters += 1
         try:
-            while self._shell.state.size >= self._maxsize > 0:
+            while self._shell.state.size + count > self._maxsize > 0:
                 self._wait(self.not_full, endtime, Full)
                 self._enter(Command.PUT)
         finally:
@@ -698,6 +728,33 @@ class Queue(Generic[T]):
         """``get(block=False)``."""
         return self.get(block=False)
 
+    def get_many(
+        self, max_items: int, block: bool = True, timeout: float | None = None
+    ) -> list[T]:
+        """Remove and return up to ``max_items`` waiting items, oldest first, waiting for the
+        first one as ``get`` does (``Empty``, ``ShutDown``): at least one, and no more than
+        are waiting. Each is delivered to the calling thread, as by ``get``: acknowledge
+        them with ``task_done(len(items))``, or one by one."""
+        _check_size("max_items", max_items, 1)
+        extra: list[tuple[int, bytes, int]] = []
+        with self.mutex:
+            first = self._take(block, timeout, True, extra, max_items - 1)
+        loads = self._loads
+        return [loads(first[1]), *(loads(payload) for _, payload, _ in extra)]
+
+    def get_deliveries(
+        self, max_items: int, block: bool = True, timeout: float | None = None
+    ) -> list[Delivery[T]]:
+        """``get_many``, each item with its ``Delivery`` handle (see ``get_delivery``);
+        ``ack_many(deliveries)`` acknowledges several with one durable write."""
+        _check_size("max_items", max_items, 1)
+        extra: list[tuple[int, bytes, int]] = []
+        with self.mutex:
+            first = self._take(block, timeout, False, extra, max_items - 1)
+        loads = self._loads
+        return [Delivery(self, seq, loads(payload), attempt)
+                for seq, payload, attempt in (first, *extra)]
+
     def get_delivery(self, block: bool = True, timeout: float | None = None) -> Delivery[T]:
         """Like ``get``, but returns a ``Delivery`` to acknowledge explicitly with ``ack()``
         (or give back with ``nack()``); its ``attempt`` says how many times the item was
@@ -747,9 +804,13 @@ class Queue(Generic[T]):
             shell.reap(now)
         return now
 
-    def _take(self, block: bool, timeout: float | None, track: bool) -> tuple[int, bytes, int]:
+    def _take(
+        self, block: bool, timeout: float | None, track: bool,
+        extra: list[tuple[int, bytes, int]] | None = None, more: int = 0,
+    ) -> tuple[int, bytes, int]:
         """Deliver the next item to the calling thread (under the mutex), waiting for one as
-        ``get`` says: ``(seq, payload, attempt)``."""
+        ``get`` says: ``(seq, payload, attempt)``; and up to ``more`` more items, if they
+        are waiting, into ``extra`` (in the same operation)."""
         if self._phase is not _OPEN:
             self._check_get()
         if block and timeout is not None and timeout < 0:
@@ -767,24 +828,42 @@ class Queue(Generic[T]):
             if taken is None:
                 taken = self._wait_for_item(block, timeout)
             # Record the delivery as this thread's in the same step.
-            seq = taken[0]
-            if seq in self._handles:
-                # Delivered again to this object after its lease ran out: the old handle is
-                # stale (0 is no attempt), and the new delivery has its own handle or none.
-                self._handles[seq] = 0
-            if track:
-                dq = self._deliveries.get(_get_ident())
-                if dq is None:
-                    self._track(seq)
-                else:
-                    dq.append(seq)
-            else:
-                self._handles[seq] = taken[2]
+            self._delivered(taken, track)
+            if extra is not None:
+                while len(extra) < more:
+                    try:
+                        now = monotonic()
+                        another = None if self._dropped else shell.deliver(now, self._lease)
+                    except BaseException as exc:
+                        if not isinstance(exc, CorruptQueueError):
+                            self._step_failed(exc)
+                        break  # a damaged item: it is the next get's to report
+                    if another is None:
+                        break
+                    self._delivered(another, track)
+                    extra.append(another)
             if self._putters:
-                self.not_full.notify()
+                self.not_full.notify(1 + len(extra) if extra else 1)
             return taken
         finally:
             self._leave()
+
+    def _delivered(self, taken: tuple[int, bytes, int], track: bool) -> None:
+        """Record delivery ``taken`` as the calling thread's (``track``), or as that of the
+        handle made for it (under the mutex)."""
+        seq = taken[0]
+        if seq in self._handles:
+            # Delivered again to this object after its lease ran out: the old handle is
+            # stale (0 is no attempt), and the new delivery has its own handle or none.
+            self._handles[seq] = 0
+        if track:
+            dq = self._deliveries.get(_get_ident())
+            if dq is None:
+                self._track(seq)
+            else:
+                dq.append(seq)
+        else:
+            self._handles[seq] = taken[2]
 
     def _wait_for_item(self, block: bool, timeout: float | None) -> tuple[int, bytes, int]:
         endtime = None if timeout is None else monotonic() + timeout
@@ -866,32 +945,101 @@ class Queue(Generic[T]):
         if self._phase is Phase.SHUTDOWN and (self._dropped or not self._shell.state.size):
             raise ShutDown(f"the queue at {self.path!r} was shut down and is empty")
 
-    def task_done(self) -> None:
+    def task_done(self, n: int = 1) -> None:
         """Acknowledge the oldest item this thread got and has not acknowledged (or, if it has
         none, the oldest such item of any thread of this Queue object). In ``fsync`` mode
         the acknowledgement is durable on return: the item is never delivered again.
 
+        ``n`` > 1 acknowledges that thread's ``n`` oldest such items at once, durable
+        together on return with one fsync (``ValueError``, and nothing acknowledged, if it
+        has fewer). A crash before then may keep any of them acknowledged: each of the
+        others is delivered again.
+
         Raises ``ValueError`` when no delivered item waits for acknowledgement (unlike
         ``queue.Queue``, an item must be got before it can be acknowledged), and
         ``LeaseExpiredError`` when the item's lease ran out and it was given back (the item
-        is then no longer this thread's: the next ``task_done`` acknowledges the next one).
+        is then no longer this thread's: the next ``task_done`` acknowledges the next one;
+        with ``n`` > 1, the others are acknowledged, and the error names the first lost).
         """
+        if n != 1:
+            _check_size("n", n, 1)
         with self.mutex:
             if self._phase is not _OPEN:
                 self._enter(Command.ACK)
             dq = self._deliveries.get(_get_ident())
             if not dq:
                 dq = self._oldest_deliveries()
+            if len(dq) < n:
+                raise ValueError(
+                    f"task_done({n}): only {len(dq)} delivered items of this thread wait "
+                    "for acknowledgement; nothing was acknowledged"
+                )
             try:
                 self._begin()
                 try:
-                    self._acknowledge(dq[0])
-                    dq.popleft()
+                    if n == 1:
+                        self._acknowledge(dq[0])
+                        dq.popleft()
+                    else:
+                        lost: LeaseExpiredError | None = None
+                        with self._shell.one_fsync():
+                            for _ in range(n):
+                                try:
+                                    self._acknowledge(dq[0])
+                                except LeaseExpiredError as exc:
+                                    lost = lost or exc
+                                dq.popleft()
+                        if lost is not None:
+                            raise lost
                 except LeaseExpiredError:
-                    dq.popleft()
+                    if n == 1:
+                        dq.popleft()
                     raise
                 except BaseException as exc:
                     self._step_failed(exc)
+            finally:
+                self._leave()
+
+    def ack_many(self, deliveries: Iterable[Delivery[T]]) -> None:
+        """Acknowledge several ``Delivery`` handles of this queue (as ``Delivery.ack``) with
+        one durable write: in ``fsync`` mode all of them durable on return, with one fsync.
+        Each handle is checked first (``ValueError`` for one settled already or of another
+        queue, and nothing acknowledged); one whose lease ran out is marked lost and the
+        others acknowledged, then ``LeaseExpiredError`` is raised for the first such."""
+        batch = list(deliveries)
+        if not batch:
+            return
+        with self.mutex:
+            if self._phase is not _OPEN:
+                self._enter(Command.ACK)
+            seen: set[int] = set()
+            for delivery in batch:
+                if delivery._queue is not self or delivery.seq in seen:
+                    raise ValueError(
+                        f"{delivery!r} is not an unsettled delivery of this queue, or is "
+                        "given twice; nothing was acknowledged"
+                    )
+                seen.add(delivery.seq)
+                if delivery._done or delivery.seq not in self._handles:
+                    raise ValueError(_settled(delivery) + "; nothing was acknowledged")
+            try:
+                self._begin()
+                lost: LeaseExpiredError | None = None
+                try:
+                    with self._shell.one_fsync():
+                        for delivery in batch:
+                            try:
+                                self._check_handle(delivery)
+                                self._acknowledge(delivery.seq)
+                                delivery._done = "acked"
+                            except LeaseExpiredError as exc:
+                                delivery._done = "lost"
+                                lost = lost or exc
+                            del self._handles[delivery.seq]
+                except BaseException as exc:
+                    self._step_failed(exc)
+                if lost is not None:
+                    raise lost
             finally:
                 self._leave()
 

@@ -503,7 +503,7 @@ def test_acknowledging_every_got_item_on_one_task_done_is_caught() -> None:
     class AckAll(Queue[int]):
         """task_done as pqueue 0.1.7 and persist-queue do it: everything got so far."""
 
-        def task_done(self) -> None:
+        def task_done(self, n: int = 1) -> None:
             while True:
                 try:
                     super().task_done()

@@ -3,7 +3,8 @@
 A frame is a 17-byte header followed by the payload::
 
     offset  size  field
-    0       1     magic    non-zero: 0xD1 for an item record, 0xA5 for an ack record
+    0       1     magic    non-zero: 0xD1 for an item record, 0xD2 for an item record of a
+                           batch that more records of the batch follow, 0xA5 for an ack
     1       4     crc32    over bytes 5..17 of the header and the payload (little endian),
                            seeded with the queue's salt
     5       4     length   of the payload in bytes
@@ -13,6 +14,11 @@ A frame is a 17-byte header followed by the payload::
 A zero byte is never a magic, so a zero-filled (preallocated or power-loss) tail never parses
 as a frame, and the CRC rejects a torn or garbage one. Decoding returns a ``Record``, or an
 ``Incomplete`` (the bytes end inside the frame) or ``Corrupt`` (the bytes are not a frame).
+
+A batch of items put together (``Queue.put_many``) is written as one run of records: every
+one but the last under ``BATCH_MAGIC``, the last under ``ITEM_MAGIC``. Decoding an item
+record accepts both (``Record.more`` says which); recovery keeps the records of a batch only
+up to its last record, so a batch torn by a crash is dropped whole.
 
 The CRC of an item record is seeded with the queue's *salt* (a non-zero 32-bit number chosen
 when the queue is created and kept in ``info``) combined with the record's byte offset in its
@@ -43,6 +49,7 @@ from pqueue.core.errors import CorruptQueueError, LegacyFormatError, Unsupported
 __all__ = [
     "ACK_MAGIC",
     "ACK_RECORD_SIZE",
+    "BATCH_MAGIC",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "HEADER_SIZE",
@@ -72,6 +79,7 @@ __all__ = [
 ]
 
 ITEM_MAGIC = 0xD1
+BATCH_MAGIC = 0xD2
 ACK_MAGIC = 0xA5
 HEADER_SIZE = 17
 MAX_PAYLOAD = 0xFFFFFFFF
@@ -105,11 +113,13 @@ class ByteSource(Protocol):
 
 
 class Record(NamedTuple):
-    """A whole, valid frame: its ``seq`` and where its payload and the frame end."""
+    """A whole, valid frame: its ``seq`` and where its payload and the frame end; ``more``
+    for an item record of a batch that is not the batch's last."""
 
     seq: int
     start: int
     end: int
+    more: bool = False
 
 
 class Incomplete(NamedTuple):
@@ -129,6 +139,13 @@ Decoded = Record | Incomplete | Corrupt
 
 
 _MASK = 0xFFFFFFFF
+# The CRC of a batch record covers its marker too (the CRC seed goes through it first), so
+# that a damaged marker can never turn a batch's last record into one that more follow, or
+# the other way round.
+_BATCH_MARK = bytes((BATCH_MAGIC,))
+# The other marker a record read as ``magic`` may carry: an item record may be one of a
+# batch that more records follow.
+_ALSO = {ITEM_MAGIC: BATCH_MAGIC, ACK_MAGIC: ACK_MAGIC, BATCH_MAGIC: BATCH_MAGIC}
 
 
 def seed(salt: int, offset: int) -> int:
@@ -145,6 +162,8 @@ def encode(magic: int, seq: int, payload: bytes, salt: int = 0, offset: int = 0)
     # The CRC covers the header from byte 5 on and the payload: bytes that lie together.
     body = _pack_body(n, seq) + payload
     start = (salt ^ offset ^ offset >> 32) & _MASK if salt else 0
+    if magic == BATCH_MAGIC:
+        start = _crc32(_BATCH_MARK, start)  # the marker is checked too: never read as 0xD1
     return _pack_mark(magic, _crc32(body, start)) + body
 
 
@@ -152,14 +171,15 @@ def decode(buf: ByteSource, pos: int, magic: int, salt: int = 0, base: int = 0) 
     """Decode the frame starting at ``buf[pos]``, which is byte ``base + pos`` of its chunk
     file, as a record of a queue with ``salt``."""
     avail = len(buf) - pos
+    also = _ALSO.get(magic, magic)
     if avail < HEADER_SIZE:
-        if avail > 0 and buf[pos] != 0 and buf[pos] != magic:
+        if avail > 0 and buf[pos] != 0 and buf[pos] != magic and buf[pos] != also:
             return Corrupt(pos, f"byte 0x{buf[pos]:02x} is not a record marker")
         if avail > 0 and not any(buf[pos:]):
             return Corrupt(pos, "zero bytes where a record should start")
         return Incomplete(pos)
     m, crc, n, seq = _unpack(buf[pos : pos + HEADER_SIZE])
-    if m != magic:
+    if m not in (magic, also):
         if m == 0:
             return Corrupt(pos, "zero bytes where a record should start")
         return Corrupt(pos, f"byte 0x{m:02x} is not a record marker")
@@ -168,9 +188,12 @@ def decode(buf: ByteSource, pos: int, magic: int, salt: int = 0, base: int = 0) 
     if end > len(buf):
         return Incomplete(pos)
     at = base + pos
-    if _crc32(buf[pos + 5 : end], (salt ^ at ^ at >> 32) & _MASK if salt else 0) != crc:
+    first = (salt ^ at ^ at >> 32) & _MASK if salt else 0
+    if m == BATCH_MAGIC:
+        first = _crc32(_BATCH_MARK, first)
+    if _crc32(buf[pos + 5 : end], first) != crc:
         return Corrupt(pos, "checksum mismatch")
-    return Record(seq, start, end)
+    return Record(seq, start, end, m == BATCH_MAGIC)
 
 
 def decode_block(
@@ -183,6 +206,7 @@ def decode_block(
     append = out.append
     unpack = _unpack_header
     crc32 = _crc32
+    also = _ALSO.get(magic, magic)
     pos = 0
     size = len(buf)
     last = size - HEADER_SIZE  # the last position where a header fits
@@ -190,10 +214,12 @@ def decode_block(
         m, crc, n, seq = unpack(buf, pos)
         end = pos + HEADER_SIZE + n
         at = base + pos
-        if (
-            m != magic or end > size
-            or crc32(buf[pos + 5 : end], (salt ^ at ^ at >> 32) & _MASK if salt else 0) != crc
-        ):
+        start = (salt ^ at ^ at >> 32) & _MASK if salt else 0
+        if m != magic:
+            if m != also:
+                break
+            start = crc32(_BATCH_MARK, start)
+        if end > size or crc32(buf[pos + 5 : end], start) != crc:
             break
         append((seq, base + end, buf[pos + HEADER_SIZE : end]))
         pos = end
@@ -204,13 +230,18 @@ def find_record(buf: ByteSource, pos: int, magic: int, salt: int = 0) -> Record 
     """The first valid frame starting at or after ``pos`` of the chunk file ``buf`` (whole,
     from byte 0), if any (used to tell a torn tail from damage in the middle: a torn tail
     has nothing valid after it)."""
-    marker = bytes((magic,))
-    i = buf.find(marker, pos)
+    markers = sorted({bytes((magic,)), bytes((_ALSO.get(magic, magic),))})
+
+    def next_marker(start: int) -> int:
+        hits = [i for i in (buf.find(m, start) for m in markers) if i >= 0]
+        return min(hits) if hits else -1
+
+    i = next_marker(pos)
     while i >= 0:
         found = decode(buf, i, magic, salt)
         if isinstance(found, Record):
             return found
-        i = buf.find(marker, i + 1)
+        i = next_marker(i + 1)
     return None
 
 

@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 
 from pqueue.core import ranges
 from pqueue.core.codec import (
     ACK_RECORD_SIZE,
+    BATCH_MAGIC,
     HEADER_SIZE,
     ITEM_MAGIC,
     MAX_SEQ,
@@ -109,6 +110,7 @@ _new = tuple.__new__
 _NO_ACKS: ranges.Ranges = ranges.EMPTY
 _PAGE = 4096
 _MAX_PREALLOC = 4 * 1024 * 1024
+_GROWTH = 64 * 1024
 _ZERO_SCAN = 64 * 1024
 
 
@@ -240,22 +242,32 @@ def _extent(end: int, hint: int) -> int:
     return -(-size // _PAGE) * _PAGE
 
 
-def put(state: QueueState, payload: bytes) -> Step:
-    """Append one item (already serialised to ``payload``) at the head."""
+def _grown(end: int, frame: int) -> int:
+    """The preallocated size of a chunk that a record of ``frame`` bytes ending at ``end``
+    outgrew (``fsync`` mode): room for ``_GROWTH`` more bytes of small records, so that
+    their fdatasyncs need not change the file's size; none past a large record, whose bytes
+    are then written once."""
+    pad = _GROWTH if frame < _GROWTH else 0
+    return -(-(end + pad) // _PAGE) * _PAGE
+
+
+def put(state: QueueState, payload: bytes, magic: int = ITEM_MAGIC) -> Step:
+    """Append one item (already serialised to ``payload``) at the head. ``magic``:
+    ``BATCH_MAGIC`` for a record of a batch that more of its records follow (``put_many``)."""
     (
         config, seq, offset, read, read_offset, tail, acked, size, outstanding, ack_offset,
         ledger,
     ) = state
     if seq >= MAX_SEQ:
         raise ValueError(f"the queue has reached its last item number ({MAX_SEQ - 1})")
-    frame = encode(ITEM_MAGIC, seq, payload, config.salt, offset)
+    frame = encode(magic, seq, payload, config.salt, offset)
     end = offset + len(frame)
     effects: tuple[Effect, ...]
     if offset == 0:
         # The first item of a chunk: start the file empty, never append to what is there.
         path = chunk_path(config, seq // config.chunksize)
         if config.sync:
-            alloc = _extent(end, ledger.alloc)
+            alloc = _extent(end, ledger.alloc) if len(frame) < _GROWTH else _grown(end, len(frame))
             effects = (
                 Create(path),
                 Write(path, 0, frame + bytes(alloc - end)),
@@ -274,7 +286,7 @@ def put(state: QueueState, payload: bytes) -> Step:
         effects = (_new(Write, (path, offset, frame)), Fsync(path))
     else:
         path = ledger.head_path
-        alloc = _extent(end, 2 * ledger.alloc)
+        alloc = _grown(end, len(frame))
         effects = (Write(path, offset, frame + bytes(alloc - end)), Fsync(path))
         ledger = attrs.evolve(ledger, alloc=alloc)
     seq += 1
@@ -296,6 +308,70 @@ def put(state: QueueState, payload: bytes) -> Step:
         return new, (*effects, Release(path))
     # The checkpoint will fdatasync this chunk: have its data on its way to disk now.
     return new, (*effects, WriteBack(path), Release(path))
+
+
+def put_many(state: QueueState, payloads: Sequence[bytes]) -> Step:
+    """Append several items (serialised) at the head as one batch, durable together or not
+    at all: one run of records, every one but the last under ``BATCH_MAGIC`` (recovery
+    drops a batch whose last record is not whole), written with one write per chunk file it
+    falls in and, in ``fsync`` mode, one fsync of each."""
+    if not payloads:
+        raise ValueError("a batch holds at least one item")
+    last = len(payloads) - 1
+    if not last:
+        return put(state, payloads[0])
+    effects: list[Effect] = []
+    for i, payload in enumerate(payloads):
+        state, made = put(state, payload, BATCH_MAGIC if i < last else ITEM_MAGIC)
+        effects.extend(made)
+    return state, coalesce(effects)
+
+
+def coalesce(effects: Iterable[Effect]) -> tuple[Effect, ...]:
+    """The effects of several steps made as one: writes to a file that follow on from (or
+    overlap) its previous write merged into it, and every fsync (of a file, then of a
+    directory) and handle release made once, after all the writes. Only for steps whose
+    order within does not matter to a crash (a batch is durable whole or not at all)."""
+    out: list[Effect] = []
+    last_write: dict[str, int] = {}
+    files: dict[str, None] = {}
+    dirs: dict[str, None] = {}
+    released: dict[str, None] = {}
+    for effect in effects:
+        kind = type(effect)
+        if kind is Write:
+            assert isinstance(effect, Write)
+            at = last_write.get(effect.path)
+            if at is not None:
+                prior = out[at]
+                assert isinstance(prior, Write)
+                start = effect.offset - prior.offset
+                if 0 <= start <= len(prior.data):
+                    data = prior.data
+                    out[at] = Write(prior.path, prior.offset, b"".join(
+                        (data[:start], effect.data, data[start + len(effect.data):])
+                    ))
+                    continue
+            last_write[effect.path] = len(out)
+            out.append(effect)
+        elif kind is Fsync:
+            assert isinstance(effect, Fsync)
+            files[effect.path] = None
+        elif kind is FsyncDir:
+            assert isinstance(effect, FsyncDir)
+            dirs[effect.path] = None
+        elif kind is Release:
+            assert isinstance(effect, Release)
+            released[effect.path] = None
+        else:
+            path = getattr(effect, "path", None)
+            if isinstance(path, str):
+                last_write.pop(path, None)  # never merge a write across a create or truncate
+            out.append(effect)
+    out.extend(Fsync(path) for path in files)
+    out.extend(FsyncDir(path) for path in dirs)
+    out.extend(Release(path) for path in released)
+    return tuple(out)
 
 
 def deliver(state: QueueState, seq: int, end: int) -> tuple[QueueState, bool]:
@@ -723,6 +799,8 @@ def recover(config: Config, obs: Observation) -> ReadChunks | Recovered:
             chunk_path(config, head_chunk), len(head_data),
             f"the chunk ends before the checkpointed head at offset {head.offset}",
         )
+    # Where the last whole put ended: a batch (put_many) counts only up to its last record.
+    committed = (seq, number, pos)
     while (data := obs.chunks.get(number)) is not None:
         rec = decode(data, pos, ITEM_MAGIC, salt)
         if type(rec) is not Record or rec.seq != seq:
@@ -732,8 +810,20 @@ def recover(config: Config, obs: Observation) -> ReadChunks | Recovered:
         if seq % cs == 0:
             number += 1
             pos = 0
+        if not rec.more:
+            committed = (seq, number, pos)
     notices: list[Notice] = []
     later = _later_records(config, obs, numbers, number, pos, seq)
+    if later is not None and _only_a_batch(config, obs, numbers, number, pos):
+        later = None  # what follows is the rest of the batch in flight: torn, not damage
+    if committed[0] != seq:
+        notices.append(Notice(
+            "warning" if not strict else "info",
+            f"{chunk_path(config, committed[1])} at offset {committed[2]}: dropped the "
+            f"records of a batch of items (from item {committed[0]}) that a crash cut "
+            "short: put_many had not returned",
+        ))
+        seq, number, pos = committed
     path = chunk_path(config, number)
     if later is not None:
         first, last, where, offset = later
@@ -862,6 +952,28 @@ def _later_records(
                 last = _run_end(config, obs, n, rec)
                 return rec.seq, last, chunk_path(config, n), 0
     return None
+
+
+def _only_a_batch(
+    config: Config, obs: Observation, numbers: list[int], number: int, pos: int
+) -> bool:
+    """Whether the whole records after offset ``pos`` of chunk ``number`` (and in every
+    later chunk file) are some records of one batch: all but the last of them are batch
+    records that more follow. Then they are what a crash left of a ``put_many`` in flight,
+    which never returned, rather than later puts cut off by damage."""
+    salt = config.salt
+    flags: list[bool] = []
+    for n in [number, *(m for m in numbers if m > number)]:
+        data = obs.chunks.get(n)
+        if data is None:
+            continue
+        found = find_record(data, pos + 1 if n == number else 0, ITEM_MAGIC, salt)
+        while found is not None:
+            flags.append(found.more)
+            if len(flags) > 1 and not flags[-2]:
+                return False
+            found = find_record(data, found.end, ITEM_MAGIC, salt)
+    return bool(flags)
 
 
 def _run_end(config: Config, obs: Observation, number: int, rec: Record) -> int:

@@ -18,7 +18,7 @@ import errno
 import logging
 import operator
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import SupportsIndex, overload
 
 from pqueue.core import ranges, transitions
@@ -404,6 +404,36 @@ class Shell:
         """
         old = self.state
         state, effects = _put(old, payload)
+        self._apply_put(state, effects, "a put")
+        if old.head == self._ahead:
+            self._hand_off(old.head, state.head_offset, payload)
+        if state.ledger is not old.ledger:
+            self._after(state)
+        return self.state
+
+    def put_many(self, payloads: Sequence[bytes]) -> QueueState:
+        """Append several serialised items as one batch (``transitions.put_many``): all of
+        them durable together, or, on a crash or a full disk, none. Kept in the read-ahead
+        as ``put`` keeps one."""
+        old = self.state
+        state, effects = transitions.put_many(old, payloads)
+        self._apply_put(state, effects, f"a batch of {len(payloads)} items")
+        if old.head == self._ahead:
+            cs = old.config.chunksize
+            seq, offset = old.head, old.head_offset
+            for payload in payloads:
+                end = offset + HEADER_SIZE + len(payload)
+                seq += 1
+                offset = 0 if not seq % cs else end
+                if not self._hand_off(seq - 1, offset, payload):
+                    break
+        if state.ledger is not old.ledger:
+            self._after(state)
+        return self.state
+
+    def _apply_put(self, state: QueueState, effects: tuple[Effect, ...], what: str) -> None:
+        """Apply the effects of a put (or a batch) and make ``state`` current; on a full disk
+        undo what they created and raise ``DiskFullError``, the queue unchanged."""
         self.dirty = True
         try:
             apply(self.fs, effects)
@@ -413,29 +443,34 @@ class Shell:
                 self._undo(effects)
                 self.dirty = False
                 raise DiskFullError(
-                    f"no space left on the device for a put into {path}: {exc}; nothing was "
-                    f"put, and the queue at {state.config.directory!r} is unchanged and open"
+                    f"no space left on the device for {what} into {path}: {exc}; nothing "
+                    f"was put, and the queue at {state.config.directory!r} is unchanged and "
+                    "open"
                 ) from exc
             raise
         self.state = state
         self.dirty = False
-        if old.head == self._ahead and len(payload) <= _HANDOFF_BYTES:
-            self._ahead += 1
-            records = self._records
-            unread = len(records) - self._next
-            if not unread:
-                self._records = [(old.head, state.head_offset, payload)]
+
+    def _hand_off(self, seq: int, end: int, payload: bytes) -> bool:
+        """Keep item ``seq`` (its record ending at ``end``, 0 at a chunk's end), just put
+        after every record read or read ahead, in the read-ahead; False if it is not kept
+        (too large, or the read-ahead is full: the reader reads it back from the file)."""
+        if len(payload) > _HANDOFF_BYTES:
+            return False
+        records = self._records
+        unread = len(records) - self._next
+        if not unread:
+            self._records = [(seq, end, payload)]
+            self._next = 0
+        elif unread < _READ_AHEAD_LIMIT:
+            if self._next >= _READ_AHEAD_LIMIT:  # drop the records handed out
+                del records[: self._next]
                 self._next = 0
-            elif unread < _READ_AHEAD_LIMIT:
-                if self._next >= _READ_AHEAD_LIMIT:  # drop the records handed out
-                    del records[: self._next]
-                    self._next = 0
-                records.append((old.head, state.head_offset, payload))
-            else:
-                self._ahead -= 1  # full: the reader reads this one back from the file
-        if state.ledger is not old.ledger:
-            self._after(state)
-        return self.state
+            records.append((seq, end, payload))
+        else:
+            return False
+        self._ahead += 1
+        return True
 
     def ack(self, seq: int) -> QueueState:
         """Acknowledge delivered item ``seq``: run the ``ack`` transition, apply its effects,
@@ -459,6 +494,24 @@ class Shell:
         if state.ledger is not old.ledger or state.tail == state.head:
             self._after(state)
         return self.state
+
+    @contextlib.contextmanager
+    def one_fsync(self) -> Iterator[None]:
+        """Acknowledgements made within write their records and leave the fsync of the ack
+        log to the end, where one fsync makes them all durable (for a shared shell, after
+        the lock on the shared state is let go, as for one acknowledgement). Nothing is
+        synced if applying effects failed: the shell is then broken."""
+        deferred = self.defer_sync
+        self.defer_sync = True
+        try:
+            yield
+        finally:
+            self.defer_sync = deferred
+            unsynced = self.unsynced
+            if unsynced is not None and not deferred:
+                self.unsynced = None
+                if not self.dirty:
+                    apply(self.fs, (unsynced,))
 
     def take(self) -> tuple[int, bytes]:
         """Deliver the item at the read position: ``(seq, payload)``.
