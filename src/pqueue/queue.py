@@ -43,6 +43,7 @@ from pqueue.core.errors import (
 )
 from pqueue.core.state import Config, Durability, Policy, QueueState, default_policy
 from pqueue.core.transitions import Command, Phase
+from pqueue.group import GroupCommit, Request
 from pqueue.io.fs import FileSystem, Lock, OsFileSystem, Watch
 from pqueue.io.shared import (
     PEER_PREFIX,
@@ -54,7 +55,7 @@ from pqueue.io.shared import (
     join,
     peer_path,
 )
-from pqueue.io.shell import check_regular, observe
+from pqueue.io.shell import apply, check_regular, observe
 from pqueue.serializers import NamedSerializer, Serializer, resolve
 
 __all__ = ["DeadLetter", "Delivery", "Queue"]
@@ -273,6 +274,14 @@ class Queue(Generic[T]):
         self._deliveries: dict[int, deque[int]] = {}
         self._prune_at = _PRUNE_AT  # size of _deliveries at which empty entries are dropped
         self._handles: dict[int, int] = {}  # seq -> attempt of its Delivery handed out
+        # fsync mode: puts, and acknowledgements by task_done(), from several threads at
+        # once share one write and one fsync (see pqueue.group).
+        grouped = durability == "fsync"
+        self._put_group: GroupCommit[bytes | list[bytes]] | None = (
+            GroupCommit() if grouped else None
+        )
+        self._ack_group: GroupCommit[None] | None = GroupCommit() if grouped else None
+        self._unfinished_synced = 0  # requests acknowledged whose fsync is still to come
         # Threads waiting on each condition: notify only when someone waits.
         self._getters = 0
         self._putters = 0
@@ -629,6 +638,10 @@ class Queue(Generic[T]):
         self, payload: bytes | list[bytes], count: int, block: bool, timeout: float | None
     ) -> None:
         """Put one serialised item (``payload`` bytes) or a batch (a list of ``count``)."""
+        group = self._put_group
+        if group is not None and self._maxsize <= 0:
+            self._insert_grouped(group, payload, count)
+            return
         # "with", never acquire() then try: a signal handler's exception can land right
         # after acquire() returns, before the try, and leave the mutex held for good.
         with self.mutex:
@@ -663,6 +676,54 @@ class Queue(Generic[T]):
                     self._step_failed(exc)
             finally:
                 self._leave()
+
+    def _insert_grouped(
+        self, group: GroupCommit[bytes | list[bytes]], payload: bytes | list[bytes], count: int
+    ) -> None:
+        """``_insert`` with group commit (``fsync`` mode, no ``maxsize``): the puts of the
+        threads waiting meanwhile go in as one batch (all of them durable with one fsync,
+        or, on a crash or an error, none of them), led by one of those threads."""
+        own = Request(payload, count, 0)
+        if not group.join(own):
+            if own.error is not None:
+                raise own.error
+            return
+        led: list[Request[bytes | list[bytes]]] = []
+        try:
+            with self.mutex:
+                led = group.take()
+                if self._phase is not _OPEN:
+                    self._enter(Command.PUT)
+                shell = self._shell
+                try:
+                    self._begin()
+                    try:
+                        if len(led) == 1 and count == 1:
+                            assert type(payload) is bytes
+                            shell.put(payload)
+                        else:
+                            payloads: list[bytes] = []
+                            for request in led:
+                                part = request.payload
+                                if type(part) is bytes:
+                                    payloads.append(part)
+                                else:
+                                    assert isinstance(part, list)
+                                    payloads.extend(part)
+                            shell.put_many(payloads)
+                        if self._getters:
+                            self.not_empty.notify(sum(r.count for r in led))
+                    except BaseException as exc:
+                        self._step_failed(exc)
+                finally:
+                    self._leave()
+        except BaseException as exc:
+            for request in led:
+                if request is not own:
+                    request.error = exc
+            raise
+        finally:
+            group.finish(led, own)
 
     def _wait_for_room(self, timeout: float | None, count: int = 1) -> None:
         endtime = None if timeout is None else monotonic() + timeout
@@ -963,42 +1024,110 @@ class Queue(Generic[T]):
         """
         if n != 1:
             _check_size("n", n, 1)
+        group = self._ack_group
+        if group is not None:
+            self._task_done_grouped(group, n)
+            return
         with self.mutex:
             if self._phase is not _OPEN:
                 self._enter(Command.ACK)
-            dq = self._deliveries.get(_get_ident())
-            if not dq:
-                dq = self._oldest_deliveries()
-            if len(dq) < n:
-                raise ValueError(
-                    f"task_done({n}): only {len(dq)} delivered items of this thread wait "
-                    "for acknowledgement; nothing was acknowledged"
-                )
             try:
                 self._begin()
                 try:
-                    if n == 1:
-                        self._acknowledge(dq[0])
-                        dq.popleft()
-                    else:
-                        lost: LeaseExpiredError | None = None
-                        with self._shell.one_fsync():
-                            for _ in range(n):
-                                try:
-                                    self._acknowledge(dq[0])
-                                except LeaseExpiredError as exc:
-                                    lost = lost or exc
-                                dq.popleft()
-                        if lost is not None:
-                            raise lost
-                except LeaseExpiredError:
-                    if n == 1:
-                        dq.popleft()
+                    with self._shell.one_fsync():
+                        self._ack_oldest(_get_ident(), n)
+                except (ValueError, LeaseExpiredError):
                     raise
                 except BaseException as exc:
                     self._step_failed(exc)
             finally:
                 self._leave()
+
+    def _task_done_grouped(self, group: GroupCommit[None], n: int) -> None:
+        """``task_done(n)`` with group commit (``fsync`` mode): the acknowledgements of the
+        threads waiting meanwhile are written together and made durable with one fsync, by
+        one of those threads. Each succeeds or fails on its own (``ValueError``,
+        ``LeaseExpiredError``), except an IO error, which fails them all."""
+        own: Request[None] = Request(None, n, _get_ident())
+        if not group.join(own):
+            if own.error is not None:
+                raise own.error
+            return
+        led: list[Request[None]] = []
+        try:
+            with self.mutex:
+                led = group.take()
+                if self._phase is not _OPEN:
+                    self._enter(Command.ACK)
+                shell = self._shell
+                self._unfinished_synced += len(led)
+                try:
+                    shell.hold_sync = True
+                    try:
+                        self._begin()
+                        try:
+                            with shell.one_fsync():
+                                for request in led:
+                                    try:
+                                        self._ack_oldest(request.ident, request.count)
+                                    except (ValueError, LeaseExpiredError) as exc:
+                                        request.error = exc
+                        except BaseException as exc:
+                            self._step_failed(exc)
+                    finally:
+                        try:
+                            self._leave()
+                        finally:
+                            shell.hold_sync = False
+                            unsynced, shell.unsynced = shell.unsynced, None
+                except BaseException:
+                    self._unfinished_synced -= len(led)
+                    raise
+            # The fsync of the ack log, made with the mutex let go, so that other threads
+            # get (and join the next group) meanwhile; join() waits for it.
+            try:
+                if unsynced is not None:
+                    apply(shell.fs, (unsynced,))
+            except OSError as exc:
+                with self.mutex:
+                    self._unfinished_synced -= len(led)
+                    self._fail(exc)
+            with self.mutex:
+                self._unfinished_synced -= len(led)
+                if self._joiners and not self._unfinished_synced:
+                    self.all_tasks_done.notify_all()
+        except BaseException as exc:
+            for request in led:
+                if request is not own:
+                    request.error = exc
+            raise
+        finally:
+            group.finish(led, own)
+        if own.error is not None:
+            raise own.error
+
+    def _ack_oldest(self, ident: int, n: int) -> None:
+        """Acknowledge the ``n`` oldest deliveries of thread ``ident`` (or, if it has none,
+        of the thread with the oldest one), in the operation begun: ``ValueError`` with
+        nothing acknowledged if it has fewer; ``LeaseExpiredError`` for the first whose
+        lease ran out, after acknowledging the others."""
+        dq = self._deliveries.get(ident)
+        if not dq:
+            dq = self._oldest_deliveries()
+        if len(dq) < n:
+            raise ValueError(
+                f"task_done({n}): only {len(dq)} delivered items of this thread wait for "
+                "acknowledgement; nothing was acknowledged"
+            )
+        lost: LeaseExpiredError | None = None
+        for _ in range(n):
+            try:
+                self._acknowledge(dq[0])
+            except LeaseExpiredError as exc:
+                lost = lost or exc
+            dq.popleft()
+        if lost is not None:
+            raise lost
 
     def ack_many(self, deliveries: Iterable[Delivery[T]]) -> None:
         """Acknowledge several ``Delivery`` handles of this queue (as ``Delivery.ack``) with
@@ -1179,7 +1308,7 @@ class Queue(Generic[T]):
             self._enter(Command.INSPECT)
             self._joiners += 1
             try:
-                while self._unfinished():
+                while self._unfinished() or self._unfinished_synced:
                     self._wait(self.all_tasks_done, None, RuntimeError)
                     self._enter(Command.INSPECT)
             finally:

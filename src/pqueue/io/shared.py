@@ -232,7 +232,7 @@ class SharedShell(Shell):
                 self._op = None
                 op.release()
             unsynced = self.unsynced
-            if unsynced is not None:
+            if unsynced is not None and not self.hold_sync:
                 # An acknowledgement's record, written under the lock, made durable after
                 # it (signals still held back, so the call is whole when one lands): the
                 # fsyncs of several participants overlap instead of queueing for the lock.

@@ -282,6 +282,9 @@ class Shell:
         # (``unsynced``), which makes it after the lock on the shared state is let go.
         self.defer_sync = False
         self.unsynced: Effect | None = None
+        # Set by a caller that makes that fsync itself, after letting go of the queue's
+        # mutex (group commit): it is then left in ``unsynced`` for the caller.
+        self.hold_sync = False
 
     @classmethod
     def start(cls, fs: FileSystem, recovered: transitions.Recovered) -> Shell:
@@ -508,7 +511,7 @@ class Shell:
         finally:
             self.defer_sync = deferred
             unsynced = self.unsynced
-            if unsynced is not None and not deferred:
+            if unsynced is not None and not deferred and not self.hold_sync:
                 self.unsynced = None
                 if not self.dirty:
                     apply(self.fs, (unsynced,))
