@@ -15,6 +15,7 @@ from pqueue.core import codec
 from pqueue.core.codec import (
     ACK_MAGIC,
     ACK_RECORD_SIZE,
+    BATCH_END_MAGIC,
     BATCH_MAGIC,
     HEADER_SIZE,
     ITEM_MAGIC,
@@ -71,7 +72,7 @@ def test_every_torn_prefix_is_incomplete_or_corrupt(
 
 @given(seqs, payloads, st.data())
 def test_any_flipped_byte_is_detected(seq: int, payload: bytes, data: st.DataObject) -> None:
-    magic = data.draw(st.sampled_from([ITEM_MAGIC, BATCH_MAGIC]))
+    magic = data.draw(st.sampled_from([ITEM_MAGIC, BATCH_MAGIC, BATCH_END_MAGIC]))
     frame = bytearray(encode(magic, seq, payload))
     index = data.draw(st.integers(min_value=0, max_value=len(frame) - 1))
     flip = data.draw(st.integers(min_value=1, max_value=255))

@@ -192,3 +192,37 @@ def test_crashed_threads_lose_no_put_that_returned(crash_after: int) -> None:
         for i in range(4):
             mine = [n for t, n in items if t == i]
             assert mine == list(range(len(mine)))
+
+
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_join_wakes_when_the_last_grouped_fsync_is_done(tmp_path: Path, exclusive: bool) -> None:
+    """The last acknowledgements' fsync ends after they were published: a joiner waiting
+    (on the shared files' watch, for a shared queue) must be woken by it, not hang."""
+    for round_ in range(10):
+        q: Queue[int] = Queue(tmp_path / f"q{round_}", fs=SlowFsync(), exclusive=exclusive)
+        for i in range(20):
+            q.put(i)
+
+        def consume(q: Queue[int] = q) -> None:
+            while True:
+                try:
+                    q.get(timeout=0.2)
+                except Exception:
+                    return
+                q.task_done()
+
+        workers = [threading.Thread(target=consume) for _ in range(4)]
+        for w in workers:
+            w.start()
+        joined = threading.Event()
+        def join(q: Queue[int] = q, joined: threading.Event = joined) -> None:
+            q.join()
+            joined.set()
+
+        joiner = threading.Thread(target=join)
+        joiner.start()
+        assert joined.wait(10), f"join() still waits in round {round_}"
+        for w in workers:
+            w.join()
+        joiner.join()
+        q.close()

@@ -1095,7 +1095,11 @@ class Queue(Generic[T]):
             with self.mutex:
                 self._unfinished_synced -= len(led)
                 if self._joiners and not self._unfinished_synced:
+                    # A joiner of a shared queue waits on a watch of the shared files,
+                    # which this changed nothing in: wake it to look again.
                     self.all_tasks_done.notify_all()
+                    for watch in self._watches:
+                        watch.wake()
         except BaseException as exc:
             for request in led:
                 if request is not own:
@@ -1360,6 +1364,7 @@ class Queue(Generic[T]):
                         try:
                             shell.release_owner(shell.me)
                             shell.run(transitions.close(shell.state))
+                            shell.unlink_doomed(every=True)  # what checkpoints left
                             if shell.shared:
                                 with contextlib.suppress(FileNotFoundError):
                                     self._fs.unlink(peer_path(self.path, shell.me))

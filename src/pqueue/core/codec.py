@@ -4,7 +4,8 @@ A frame is a 17-byte header followed by the payload::
 
     offset  size  field
     0       1     magic    non-zero: 0xD1 for an item record, 0xD2 for an item record of a
-                           batch that more records of the batch follow, 0xA5 for an ack
+                           batch that more records of the batch follow, 0xD3 for the last
+                           record of a batch, 0xA5 for an ack record
     1       4     crc32    over bytes 5..17 of the header and the payload (little endian),
                            seeded with the queue's salt
     5       4     length   of the payload in bytes
@@ -16,9 +17,10 @@ as a frame, and the CRC rejects a torn or garbage one. Decoding returns a ``Reco
 ``Incomplete`` (the bytes end inside the frame) or ``Corrupt`` (the bytes are not a frame).
 
 A batch of items put together (``Queue.put_many``) is written as one run of records: every
-one but the last under ``BATCH_MAGIC``, the last under ``ITEM_MAGIC``. Decoding an item
-record accepts both (``Record.more`` says which); recovery keeps the records of a batch only
-up to its last record, so a batch torn by a crash is dropped whole.
+one but the last under ``BATCH_MAGIC``, the last under ``BATCH_END_MAGIC``. Decoding an item
+record accepts all three (``Record.more``: more of its batch follow; ``Record.batch``: it is
+one of a batch); recovery keeps the records of a batch only up to its last record, so a
+batch torn by a crash is dropped whole, and can tell a batch's records from other puts'.
 
 The CRC of an item record is seeded with the queue's *salt* (a non-zero 32-bit number chosen
 when the queue is created and kept in ``info``) combined with the record's byte offset in its
@@ -49,6 +51,7 @@ from pqueue.core.errors import CorruptQueueError, LegacyFormatError, Unsupported
 __all__ = [
     "ACK_MAGIC",
     "ACK_RECORD_SIZE",
+    "BATCH_END_MAGIC",
     "BATCH_MAGIC",
     "FORMAT_NAME",
     "FORMAT_VERSION",
@@ -80,6 +83,7 @@ __all__ = [
 
 ITEM_MAGIC = 0xD1
 BATCH_MAGIC = 0xD2
+BATCH_END_MAGIC = 0xD3
 ACK_MAGIC = 0xA5
 HEADER_SIZE = 17
 MAX_PAYLOAD = 0xFFFFFFFF
@@ -114,12 +118,14 @@ class ByteSource(Protocol):
 
 class Record(NamedTuple):
     """A whole, valid frame: its ``seq`` and where its payload and the frame end; ``more``
-    for an item record of a batch that is not the batch's last."""
+    for an item record of a batch that is not the batch's last, ``batch`` for any item
+    record of a batch."""
 
     seq: int
     start: int
     end: int
     more: bool = False
+    batch: bool = False
 
 
 class Incomplete(NamedTuple):
@@ -142,10 +148,10 @@ _MASK = 0xFFFFFFFF
 # The CRC of a batch record covers its marker too (the CRC seed goes through it first), so
 # that a damaged marker can never turn a batch's last record into one that more follow, or
 # the other way round.
-_BATCH_MARK = bytes((BATCH_MAGIC,))
+_BATCH_MARKS = {m: bytes((m,)) for m in (BATCH_MAGIC, BATCH_END_MAGIC)}
 # The other marker a record read as ``magic`` may carry: an item record may be one of a
 # batch that more records follow.
-_ALSO = {ITEM_MAGIC: BATCH_MAGIC, ACK_MAGIC: ACK_MAGIC, BATCH_MAGIC: BATCH_MAGIC}
+_ALSO: dict[int, tuple[int, ...]] = {ITEM_MAGIC: (BATCH_MAGIC, BATCH_END_MAGIC)}
 
 
 def seed(salt: int, offset: int) -> int:
@@ -162,8 +168,8 @@ def encode(magic: int, seq: int, payload: bytes, salt: int = 0, offset: int = 0)
     # The CRC covers the header from byte 5 on and the payload: bytes that lie together.
     body = _pack_body(n, seq) + payload
     start = (salt ^ offset ^ offset >> 32) & _MASK if salt else 0
-    if magic == BATCH_MAGIC:
-        start = _crc32(_BATCH_MARK, start)  # the marker is checked too: never read as 0xD1
+    if magic in _BATCH_MARKS:
+        start = _crc32(_BATCH_MARKS[magic], start)  # the marker is checked too
     return _pack_mark(magic, _crc32(body, start)) + body
 
 
@@ -171,15 +177,15 @@ def decode(buf: ByteSource, pos: int, magic: int, salt: int = 0, base: int = 0) 
     """Decode the frame starting at ``buf[pos]``, which is byte ``base + pos`` of its chunk
     file, as a record of a queue with ``salt``."""
     avail = len(buf) - pos
-    also = _ALSO.get(magic, magic)
+    also = _ALSO.get(magic, ())
     if avail < HEADER_SIZE:
-        if avail > 0 and buf[pos] != 0 and buf[pos] != magic and buf[pos] != also:
+        if avail > 0 and buf[pos] != 0 and buf[pos] != magic and buf[pos] not in also:
             return Corrupt(pos, f"byte 0x{buf[pos]:02x} is not a record marker")
         if avail > 0 and not any(buf[pos:]):
             return Corrupt(pos, "zero bytes where a record should start")
         return Incomplete(pos)
     m, crc, n, seq = _unpack(buf[pos : pos + HEADER_SIZE])
-    if m not in (magic, also):
+    if m != magic and m not in also:
         if m == 0:
             return Corrupt(pos, "zero bytes where a record should start")
         return Corrupt(pos, f"byte 0x{m:02x} is not a record marker")
@@ -189,11 +195,14 @@ def decode(buf: ByteSource, pos: int, magic: int, salt: int = 0, base: int = 0) 
         return Incomplete(pos)
     at = base + pos
     first = (salt ^ at ^ at >> 32) & _MASK if salt else 0
-    if m == BATCH_MAGIC:
-        first = _crc32(_BATCH_MARK, first)
+    mark = _BATCH_MARKS.get(m)
+    if mark is not None:
+        first = _crc32(mark, first)
     if _crc32(buf[pos + 5 : end], first) != crc:
         return Corrupt(pos, "checksum mismatch")
-    return Record(seq, start, end, m == BATCH_MAGIC)
+    if mark is None:
+        return Record(seq, start, end)
+    return Record(seq, start, end, m == BATCH_MAGIC, True)
 
 
 def decode_block(
@@ -206,7 +215,8 @@ def decode_block(
     append = out.append
     unpack = _unpack_header
     crc32 = _crc32
-    also = _ALSO.get(magic, magic)
+    also = _ALSO.get(magic, ())
+    marks = _BATCH_MARKS
     pos = 0
     size = len(buf)
     last = size - HEADER_SIZE  # the last position where a header fits
@@ -216,9 +226,9 @@ def decode_block(
         at = base + pos
         start = (salt ^ at ^ at >> 32) & _MASK if salt else 0
         if m != magic:
-            if m != also:
+            if m not in also:
                 break
-            start = crc32(_BATCH_MARK, start)
+            start = crc32(marks[m], start)
         if end > size or crc32(buf[pos + 5 : end], start) != crc:
             break
         append((seq, base + end, buf[pos + HEADER_SIZE : end]))
@@ -230,7 +240,7 @@ def find_record(buf: ByteSource, pos: int, magic: int, salt: int = 0) -> Record 
     """The first valid frame starting at or after ``pos`` of the chunk file ``buf`` (whole,
     from byte 0), if any (used to tell a torn tail from damage in the middle: a torn tail
     has nothing valid after it)."""
-    markers = sorted({bytes((magic,)), bytes((_ALSO.get(magic, magic),))})
+    markers = [bytes((m,)) for m in (magic, *_ALSO.get(magic, ()))]
 
     def next_marker(start: int) -> int:
         hits = [i for i in (buf.find(m, start) for m in markers) if i >= 0]

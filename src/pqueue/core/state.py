@@ -108,6 +108,8 @@ class Ledger:
     - ``resync``: the items after the checkpointed head may not be durable although the mode
       is ``fsync`` (they were found by recovery, written by an earlier writer): the next
       checkpoint makes them durable first, as a ``flush`` checkpoint does.
+    - ``synced``: in ``flush`` mode, the items before it are durable: their chunks were
+      synced as the head crossed the chunk after them (0: none since the checkpoint).
     """
 
     checkpoint: Info
@@ -116,6 +118,7 @@ class Ledger:
     crossings: int
     ack_capacity: int
     resync: bool = False
+    synced: int = 0
 
 
 class QueueState(NamedTuple):

@@ -31,12 +31,14 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 
 from pqueue.core import ranges
 from pqueue.core.codec import (
     ACK_RECORD_SIZE,
+    BATCH_END_MAGIC,
     BATCH_MAGIC,
     HEADER_SIZE,
     ITEM_MAGIC,
@@ -306,13 +308,24 @@ def put(state: QueueState, payload: bytes, magic: int = ITEM_MAGIC) -> Step:
     )
     if config.sync:
         return new, (*effects, Release(path))
-    # The checkpoint will fdatasync this chunk: have its data on its way to disk now.
+    # The checkpoint will fdatasync this chunk: have its data on its way to disk now. And
+    # make the chunk before it (on its way since the last crossing) durable now, if it
+    # holds items the checkpoint would have to sync: the checkpoint then syncs the last two
+    # chunks at most, so that no put or get waits for dozens of fsyncs at once.
+    done = seq // config.chunksize - 2
+    start = done * config.chunksize
+    if done >= tail // config.chunksize and start + config.chunksize > max(
+        ledger.checkpoint.head.seq, ledger.synced
+    ):
+        new = new._replace(ledger=attrs.evolve(ledger, synced=start + config.chunksize))
+        return new, (*effects, WriteBack(path), Release(path), Fsync(chunk_path(config, done)))
     return new, (*effects, WriteBack(path), Release(path))
 
 
 def put_many(state: QueueState, payloads: Sequence[bytes]) -> Step:
     """Append several items (serialised) at the head as one batch, durable together or not
-    at all: one run of records, every one but the last under ``BATCH_MAGIC`` (recovery
+    at all: one run of records, every one but the last under ``BATCH_MAGIC``, the last under
+    ``BATCH_END_MAGIC`` (recovery
     drops a batch whose last record is not whole), written with one write per chunk file it
     falls in and, in ``fsync`` mode, one fsync of each."""
     if not payloads:
@@ -322,7 +335,7 @@ def put_many(state: QueueState, payloads: Sequence[bytes]) -> Step:
         return put(state, payloads[0])
     effects: list[Effect] = []
     for i, payload in enumerate(payloads):
-        state, made = put(state, payload, BATCH_MAGIC if i < last else ITEM_MAGIC)
+        state, made = put(state, payload, BATCH_MAGIC if i < last else BATCH_END_MAGIC)
         effects.extend(made)
     return state, coalesce(effects)
 
@@ -332,8 +345,8 @@ def coalesce(effects: Iterable[Effect]) -> tuple[Effect, ...]:
     overlap) its previous write merged into it, and every fsync (of a file, then of a
     directory) and handle release made once, after all the writes. Only for steps whose
     order within does not matter to a crash (a batch is durable whole or not at all)."""
-    out: list[Effect] = []
-    last_write: dict[str, int] = {}
+    out: list[Effect | list[Any]] = []  # a write being merged: [path, offset, bytearray]
+    last_write: dict[str, list[Any]] = {}
     files: dict[str, None] = {}
     dirs: dict[str, None] = {}
     released: dict[str, None] = {}
@@ -341,19 +354,17 @@ def coalesce(effects: Iterable[Effect]) -> tuple[Effect, ...]:
         kind = type(effect)
         if kind is Write:
             assert isinstance(effect, Write)
-            at = last_write.get(effect.path)
-            if at is not None:
-                prior = out[at]
-                assert isinstance(prior, Write)
-                start = effect.offset - prior.offset
-                if 0 <= start <= len(prior.data):
-                    data = prior.data
-                    out[at] = Write(prior.path, prior.offset, b"".join(
-                        (data[:start], effect.data, data[start + len(effect.data):])
-                    ))
+            path, offset, data = effect
+            merged = last_write.get(path)
+            if merged is not None:
+                buf: bytearray = merged[2]
+                start = offset - merged[1]
+                if 0 <= start <= len(buf):
+                    buf[start : start + len(data)] = data
                     continue
-            last_write[effect.path] = len(out)
-            out.append(effect)
+            merged = [path, offset, bytearray(data)]
+            last_write[path] = merged
+            out.append(merged)
         elif kind is Fsync:
             assert isinstance(effect, Fsync)
             files[effect.path] = None
@@ -364,14 +375,18 @@ def coalesce(effects: Iterable[Effect]) -> tuple[Effect, ...]:
             assert isinstance(effect, Release)
             released[effect.path] = None
         else:
-            path = getattr(effect, "path", None)
-            if isinstance(path, str):
-                last_write.pop(path, None)  # never merge a write across a create or truncate
+            target = getattr(effect, "path", None)
+            if isinstance(target, str):
+                last_write.pop(target, None)  # never merge a write across a create or truncate
             out.append(effect)
-    out.extend(Fsync(path) for path in files)
-    out.extend(FsyncDir(path) for path in dirs)
-    out.extend(Release(path) for path in released)
-    return tuple(out)
+    made: list[Effect] = [
+        Write(e[0], e[1], bytes(e[2])) if type(e) is list else e  # type: ignore[misc]
+        for e in out
+    ]
+    made.extend(Fsync(path) for path in files)
+    made.extend(FsyncDir(path) for path in dirs)
+    made.extend(Release(path) for path in released)
+    return tuple(made)
 
 
 def deliver(state: QueueState, seq: int, end: int) -> tuple[QueueState, bool]:
@@ -599,7 +614,7 @@ def checkpoint(state: QueueState) -> Step:
         # Everything the new checkpoint refers to must be durable before it is: the items up
         # to the head, and the start of the tail's chunk (recovery walks it to the tail).
         # A drained queue refers to no item.
-        first = max(old.head.seq, tail // cs * cs)
+        first = max(old.head.seq, tail // cs * cs, ledger.synced)
         if first < head:
             last = (head - 1) // cs
             effects.extend(Fsync(chunk_path(config, n)) for n in range(first // cs, last + 1))
@@ -958,22 +973,26 @@ def _only_a_batch(
     config: Config, obs: Observation, numbers: list[int], number: int, pos: int
 ) -> bool:
     """Whether the whole records after offset ``pos`` of chunk ``number`` (and in every
-    later chunk file) are some records of one batch: all but the last of them are batch
-    records that more follow. Then they are what a crash left of a ``put_many`` in flight,
-    which never returned, rather than later puts cut off by damage."""
+    later chunk file) are some records of one batch: records of a batch, all of them but
+    the last ones that more of it follow. Then they are what a crash left of a ``put_many``
+    in flight, which never returned, rather than later puts cut off by damage (a put alone
+    is never a batch's record, and a batch that returned is followed by nothing here, or by
+    another put or batch, which is not this one's)."""
     salt = config.salt
-    flags: list[bool] = []
+    found_any = False
+    ended = False
     for n in [number, *(m for m in numbers if m > number)]:
         data = obs.chunks.get(n)
         if data is None:
             continue
         found = find_record(data, pos + 1 if n == number else 0, ITEM_MAGIC, salt)
         while found is not None:
-            flags.append(found.more)
-            if len(flags) > 1 and not flags[-2]:
+            if not found.batch or ended:
                 return False
+            found_any = True
+            ended = not found.more
             found = find_record(data, found.end, ITEM_MAGIC, salt)
-    return bool(flags)
+    return found_any
 
 
 def _run_end(config: Config, obs: Observation, number: int, rec: Record) -> int:

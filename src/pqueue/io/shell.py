@@ -59,6 +59,8 @@ _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 # many unread, each of at most _HANDOFF_BYTES (4 MiB at most in all). Beyond that the
 # reader reads them back from the file, a block at a time.
 _READ_AHEAD_LIMIT = 64
+# Chunk files a checkpoint deletes at once; the rest go one per later operation.
+_UNLINK_AT_ONCE = 2
 _HANDOFF_BYTES = 64 * 1024
 
 # How much of a chunk file recovery reads at a time (a chunk no larger is read whole).
@@ -285,6 +287,12 @@ class Shell:
         # Set by a caller that makes that fsync itself, after letting go of the queue's
         # mutex (group commit): it is then left in ``unsynced`` for the caller.
         self.hold_sync = False
+        # Within ``one_fsync``: the records of plain acknowledgements, written together at
+        # its end (or before anything that could start a new generation of the ack log).
+        self._ack_writes: list[Effect] | None = None
+        # Consumed chunk files a checkpoint no longer refers to, deleted one per put,
+        # acknowledgement or delivery after it rather than all at once (see ``_apply``).
+        self._doomed: list[str] = []
 
     @classmethod
     def start(cls, fs: FileSystem, recovered: transitions.Recovered) -> Shell:
@@ -314,6 +322,7 @@ class Shell:
 
     def run(self, step: transitions.Step) -> None:
         """Apply a step's effects, then make its state current."""
+        self._write_acks()
         state, effects = step
         self.dirty = True
         self._apply(effects, state)
@@ -321,8 +330,35 @@ class Shell:
 
     def _apply(self, effects: tuple[Effect, ...], state: QueueState) -> None:
         """Apply the effects of a step that leads to ``state`` and is not a put or a plain
-        acknowledgement (those apply theirs directly, on the hot path)."""
+        acknowledgement (those apply theirs directly, on the hot path).
+
+        A checkpoint ends by deleting the chunk files its new tail passed. Beyond the first
+        ``_UNLINK_AT_ONCE`` of them they are left for the operations that follow, one each
+        (``unlink_doomed``): no durable checkpoint refers to them any more, a chunk number
+        below the tail is never used again, and recovery deletes any that a crash left."""
+        end = len(effects)
+        while end and type(effects[end - 1]) is Unlink:
+            end -= 1
+        if len(effects) - end > _UNLINK_AT_ONCE:
+            later = effects[end + _UNLINK_AT_ONCE :]
+            effects = effects[: end + _UNLINK_AT_ONCE]
+            self._doomed.extend(e.path for e in reversed(later) if type(e) is Unlink)
         apply(self.fs, effects)
+
+    def unlink_doomed(self, every: bool = False) -> None:
+        """Delete one of the chunk files left by a checkpoint (``every``: all of them). A
+        failure is logged, never raised: the file is of no use, and recovery deletes it."""
+        doomed = self._doomed
+        while doomed:
+            path = doomed.pop()
+            try:
+                self.fs.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("%s: could not delete the consumed chunk file: %s", path, exc)
+            if not every:
+                return
 
     def _commit(self, state: QueueState) -> None:
         """Make ``state`` current once its effects are applied; a checkpoint that moved the
@@ -348,6 +384,7 @@ class Shell:
         """Checkpoint now. If the disk has no room for the temp file, put it off: ``info``
         and the chunks are as they were, and what the checkpoint would have recorded is
         durable without it (the ack log, the chunks)."""
+        self._write_acks()
         step = transitions.checkpoint(self.state)
         full = self._run_unless_full(step, (Create, Write, Fsync), self.state.config.temp_path)
         if full is None:
@@ -392,9 +429,11 @@ class Shell:
             self.checkpoint()
 
     def reclaim(self) -> None:
-        """Checkpoint if the queue is drained and that would delete chunk files."""
+        """Checkpoint if the queue is drained and that would delete chunk files (and delete
+        every one left to delete)."""
         if transitions.reclaimable(self.state):
             self.checkpoint()
+        self.unlink_doomed(every=True)
 
     def put(self, payload: bytes) -> QueueState:
         """Append one serialised item: run the ``put`` transition and apply its effects.
@@ -408,6 +447,8 @@ class Shell:
         old = self.state
         state, effects = _put(old, payload)
         self._apply_put(state, effects, "a put")
+        if self._doomed:
+            self.unlink_doomed()
         if old.head == self._ahead:
             self._hand_off(old.head, state.head_offset, payload)
         if state.ledger is not old.ledger:
@@ -484,10 +525,20 @@ class Shell:
             # (the record, its fsync): the caller syncs once it let the others go on.
             self.unsynced = effects[1]
             effects = effects[:1]
+        if self._doomed:
+            self.unlink_doomed()
+        pending = self._ack_writes
+        if pending is not None and state.ledger is old.ledger and len(effects) == 1:
+            pending.append(effects[0])  # written with the others, at the end of one_fsync
+            self.state = state
+            if state.tail == state.head:
+                self._after(state)
+            return self.state
         self.dirty = True
         if state.ledger is old.ledger:
             apply(self.fs, effects)
         else:  # the ack log was full: the acknowledgement is a checkpoint
+            self._write_acks()
             self._apply(effects, state)
         if state.read == old.read:
             self.state = state
@@ -506,15 +557,30 @@ class Shell:
         synced if applying effects failed: the shell is then broken."""
         deferred = self.defer_sync
         self.defer_sync = True
+        self._ack_writes = []
         try:
             yield
         finally:
-            self.defer_sync = deferred
+            try:
+                self._write_acks()
+            finally:
+                self._ack_writes = None
+                self.defer_sync = deferred
             unsynced = self.unsynced
             if unsynced is not None and not deferred and not self.hold_sync:
                 self.unsynced = None
                 if not self.dirty:
                     apply(self.fs, (unsynced,))
+
+    def _write_acks(self) -> None:
+        """Write the acknowledgement records ``one_fsync`` has held back, in one write (they
+        fill consecutive slots of the ack log)."""
+        pending = self._ack_writes
+        if pending:
+            self._ack_writes = []
+            self.dirty = True
+            apply(self.fs, transitions.coalesce(pending))
+            self.dirty = False
 
     def take(self) -> tuple[int, bytes]:
         """Deliver the item at the read position: ``(seq, payload)``.
