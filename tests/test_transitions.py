@@ -638,3 +638,182 @@ def test_what_a_step_created_is_what_undoing_it_removes() -> None:
     state, _ = transitions.put(state, b"a")
     _, effects = transitions.put(state, b"b")  # into the chunk that exists
     assert transitions.undo_created(effects) == ()
+
+
+# --- batches: put_many against put, and coalesce ----------------------------------------------
+
+from pqueue.core.codec import (  # noqa: E402
+    BATCH_END_MAGIC,
+    BATCH_MAGIC,
+    ITEM_MAGIC,
+    Record,
+    decode,
+)
+from pqueue.core.effects import Effect, Truncate  # noqa: E402
+
+Files = dict[str, bytearray]
+
+
+def interpret(files: Files, effects: tuple[Effect, ...] | list[Effect]) -> Files:
+    """What ``effects`` leave of ``files`` (a copy), for Write, Create, Truncate and Unlink;
+    every other effect changes no content. A write past the end fills the gap with zeros,
+    as does a truncate to a larger size."""
+    out = {path: bytearray(data) for path, data in files.items()}
+    for effect in effects:
+        if isinstance(effect, Write):
+            data = out.setdefault(effect.path, bytearray())
+            end = effect.offset + len(effect.data)
+            if len(data) < end:
+                data.extend(bytes(end - len(data)))
+            data[effect.offset : end] = effect.data
+        elif isinstance(effect, Create):
+            out[effect.path] = bytearray()
+        elif isinstance(effect, Truncate):
+            data = out.setdefault(effect.path, bytearray())
+            if len(data) < effect.size:
+                data.extend(bytes(effect.size - len(data)))
+            del data[effect.size :]
+        elif isinstance(effect, Unlink):
+            out.pop(effect.path, None)
+    return out
+
+
+def fold_puts(
+    state: QueueState, payloads: list[bytes], batch_magic: bool = False
+) -> tuple[QueueState, list[Effect], list[tuple[str, int]]]:
+    """``put`` of each payload in turn: the state, the effects, and where each record went
+    (its chunk path and offset). With ``batch_magic``, every record but the last is put
+    under ``BATCH_MAGIC`` and the last under ``BATCH_END_MAGIC``, as ``put_many`` marks
+    them (a batch of one is a plain put)."""
+    effects: list[Effect] = []
+    where = []
+    for i, payload in enumerate(payloads):
+        where.append((chunk_path(state.config, state.head // state.config.chunksize),
+                      state.head_offset))
+        magic = ITEM_MAGIC
+        if batch_magic and len(payloads) > 1:
+            magic = BATCH_MAGIC if i < len(payloads) - 1 else BATCH_END_MAGIC
+        state, made = transitions.put(state, payload, magic)
+        effects.extend(made)
+    return state, effects, where
+
+
+payload_lists = st.lists(
+    st.one_of(st.binary(max_size=60), st.builds(lambda n: b"L" * n, st.integers(60_000, 70_000))),
+    min_size=1, max_size=8,
+)
+
+
+@given(
+    st.integers(1, 4), st.sampled_from(["fsync", "flush"]), st.integers(0, 5), payload_lists,
+    st.sampled_from([0, 512, 4096]),
+)
+def test_put_many_is_the_puts_one_by_one_with_the_batch_marked(
+    chunksize: int, durability: str, before: int, payloads: list[bytes], prealloc: int
+) -> None:
+    disk, state = fresh(chunksize=chunksize, durability=durability, prealloc_bytes=prealloc)
+    for i in range(before):
+        state = disk.run(transitions.put(state, b"before-%d" % i))
+    files = {path: bytearray(data) for path, data in disk.files.items()}
+
+    many, effects = transitions.put_many(state, payloads)
+    one_by_one, singles, where = fold_puts(state, payloads)
+    assert many == one_by_one
+
+    # The same bytes as the puts made one by one, but for the marker and CRC (bytes 0 to 4)
+    # of the batch's records: every one but the last under BATCH_MAGIC (more follow), the
+    # last under a marker the codec reads as a batch's last record.
+    after_many = interpret(files, effects)
+    plain = interpret(files, singles)
+    assert after_many.keys() == plain.keys()
+    salt = state.config.salt
+    for i, (path, offset) in enumerate(where):
+        got = after_many[path]
+        rec = decode(bytes(got), offset, ITEM_MAGIC, salt, 0)
+        assert isinstance(rec, Record) and rec.seq == state.head + i
+        last = i == len(payloads) - 1
+        assert rec.more == (not last)
+        assert (got[offset] == BATCH_MAGIC) == (not last)
+        plain[path][offset : offset + 5] = got[offset : offset + 5]
+    assert after_many == plain
+
+    # One write per chunk file, one fsync of each in fsync mode (none in flush mode), after
+    # every write; the directory fsynced once if a chunk was created, in fsync mode.
+    writes = [e for e in effects if isinstance(e, Write)]
+    written = [e.path for e in writes]
+    assert len(written) == len(set(written))
+    assert set(written) == {path for path, _ in where}
+    fsyncs = [e for e in effects if isinstance(e, Fsync)]
+    created = [e for e in effects if isinstance(e, Create)]
+    dir_syncs = [e for e in effects if isinstance(e, FsyncDir)]
+    if durability == "fsync":
+        assert sorted(e.path for e in fsyncs) == sorted(set(written))
+        last_write = max(i for i, e in enumerate(effects) if isinstance(e, Write))
+        assert all(effects.index(e) > last_write for e in fsyncs)
+        assert dir_syncs == ([FsyncDir("/q")] if created else [])
+    else:
+        # Only the syncs of chunk crossings: each the chunk before the one just filled,
+        # never one the batch is still writing after.
+        assert not dir_syncs
+        assert {e.path for e in fsyncs} == {
+            e.path for e in singles if isinstance(e, Fsync)
+        }
+        newest = max(path for path, _ in where)
+        assert all(e.path < newest for e in fsyncs)
+
+
+def test_put_many_of_one_item_is_a_put() -> None:
+    _, state = fresh(prealloc_bytes=4096)
+    assert transitions.put_many(state, [b"only"]) == transitions.put(state, b"only")
+
+
+@pytest.mark.parametrize("durability", ["fsync", "flush"])
+def test_an_empty_batch_is_refused(durability: str) -> None:
+    _, state = fresh(durability=durability)
+    with pytest.raises(ValueError, match="at least one item"):
+        transitions.put_many(state, [])
+
+
+paths = st.sampled_from(["/q/a", "/q/b"])
+effect_lists = st.lists(
+    st.one_of(
+        st.builds(Write, paths, st.integers(0, 40), st.binary(max_size=12)),
+        st.builds(Write, paths, st.integers(0, 40), st.binary(max_size=12)),  # more writes
+        st.builds(Create, paths),
+        st.builds(Truncate, paths, st.integers(0, 40)),
+        st.builds(Unlink, paths),
+        st.builds(Fsync, paths),
+        st.builds(Release, paths),
+        st.builds(WriteBack, paths),
+        st.just(FsyncDir("/q")),
+    ),
+    max_size=20,
+)
+
+
+@given(effect_lists, st.dictionaries(paths, st.binary(max_size=30).map(bytearray)))
+def test_coalesced_effects_leave_the_files_the_effects_leave(
+    effects: list[Effect], files: Files
+) -> None:
+    merged = transitions.coalesce(effects)
+    note(f"coalesced: {merged}")
+    assert interpret(files, merged) == interpret(files, effects)
+    # Each fsync and release once, after everything else; no write more than given.
+    kinds = [type(e) for e in merged]
+    tail = [e for e in merged if type(e) in (Fsync, FsyncDir, Release)]
+    assert merged[len(merged) - len(tail) :] == tuple(tail)
+    assert len(tail) == len(set(tail))
+    assert set(tail) == {e for e in effects if type(e) in (Fsync, FsyncDir, Release)}
+    assert kinds.count(Write) <= sum(type(e) is Write for e in effects)
+
+
+def test_coalesce_merges_a_write_that_follows_on_and_one_that_overlaps() -> None:
+    merged = transitions.coalesce([
+        Write("/q/a", 0, b"abc"), Fsync("/q/a"), Write("/q/a", 3, b"def"),
+        Write("/q/a", 1, b"XY"), Fsync("/q/a"), Write("/q/a", 10, b"gap"),
+    ])
+    assert merged == (Write("/q/a", 0, b"aXYdef"), Write("/q/a", 10, b"gap"), Fsync("/q/a"))
+    merged = transitions.coalesce([
+        Write("/q/a", 0, b"abc"), Truncate("/q/a", 1), Write("/q/a", 1, b"d"),
+    ])
+    assert merged == (Write("/q/a", 0, b"abc"), Truncate("/q/a", 1), Write("/q/a", 1, b"d"))

@@ -698,8 +698,7 @@ class Queue(Generic[T]):
                 try:
                     self._begin()
                     try:
-                        if len(led) == 1 and count == 1:
-                            assert type(payload) is bytes
+                        if len(led) == 1 and type(payload) is bytes:
                             shell.put(payload)
                         else:
                             payloads: list[bytes] = []
@@ -904,7 +903,9 @@ class Queue(Generic[T]):
                     self._delivered(another, track)
                     extra.append(another)
             if self._putters:
-                self.not_full.notify(1 + len(extra) if extra else 1)
+                # Every putter: one waiting for room for a whole batch may still have none,
+                # while a single put behind it has.
+                self.not_full.notify_all()
             return taken
         finally:
             self._leave()

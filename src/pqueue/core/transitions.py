@@ -1050,7 +1050,7 @@ def _locate(config: Config, data: ByteSource, seq: int) -> int:
 
 
 def _starts_with_a_frame(data: ByteSource) -> bool:
-    if len(data) < HEADER_SIZE or data[0] != ITEM_MAGIC:
+    if len(data) < HEADER_SIZE or data[0] not in (ITEM_MAGIC, BATCH_MAGIC, BATCH_END_MAGIC):
         return False
     length = int.from_bytes(data[5:9], "little")
     return HEADER_SIZE + length <= len(data)
