@@ -389,6 +389,9 @@ class Shell:
         full = self._run_unless_full(step, (Create, Write, Fsync), self.state.config.temp_path)
         if full is None:
             self.deferred = None
+            if self.state.tail == self.state.head:
+                # Drained: nothing may come to delete the rest soon, and nothing waits.
+                self.unlink_doomed(every=True)
             return
         self.deferred = self.state.ledger.crossings
         log.warning(
