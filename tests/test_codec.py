@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 
 from pqueue.core import codec
 from pqueue.core.codec import (
+    ACK_END_MAGIC,
+    ACK_FIRST_MAGIC,
     ACK_MAGIC,
+    ACK_MORE_MAGIC,
     ACK_RECORD_SIZE,
     BATCH_END_MAGIC,
     BATCH_MAGIC,
@@ -31,6 +34,7 @@ from pqueue.core.codec import (
     encode_ack,
     encode_info,
     find_record,
+    mark_acks_together,
     scan_acks,
 )
 from pqueue.core.errors import CorruptQueueError, LegacyFormatError, UnsupportedFormatError
@@ -174,7 +178,8 @@ def test_ack_records_decode_in_their_generation_only(generation: int, acked: lis
         assert scan_acks(log + older, generation).acks == acked  # the end of this generation
         # A record of this generation after the end is damage: it counts, and is reported.
         scan = scan_acks(log + older + encode_ack(generation, 9), generation)
-        assert scan == ([*acked, 9], len(log) + 2 * ACK_RECORD_SIZE, [len(log)])
+        end = len(log) + 2 * ACK_RECORD_SIZE
+        assert scan == ([*acked, 9], end, [len(log)], end)
 
 
 def test_encode_ack_is_the_generic_frame() -> None:
@@ -185,20 +190,78 @@ def test_a_torn_ack_record_ends_the_log() -> None:
     torn = encode_ack(1, 0x0102030405060708)[:-3] + bytes(3)
     assert scan_acks(encode_ack(1, 10) + torn, 1).acks == [10]
     scan = scan_acks(encode_ack(1, 10) + torn + bytes(100), 1)
-    assert scan == (([10], ACK_RECORD_SIZE, []))  # the torn last record is no damage
+    assert scan == ([10], ACK_RECORD_SIZE, [], ACK_RECORD_SIZE)  # the torn last: no damage
 
 
 def test_the_ack_log_scan_tells_a_torn_end_from_damage_before_later_records() -> None:
     records = [encode_ack(4, seq) for seq in (7, 8, 9)]
     stale = encode_ack(3, 100) * 3  # an older generation, rewritten from the start
     log = b"".join(records) + stale + bytes(50)
-    assert scan_acks(log, 4) == ([7, 8, 9], 3 * ACK_RECORD_SIZE, [])
+    end = 3 * ACK_RECORD_SIZE
+    assert scan_acks(log, 4) == ([7, 8, 9], end, [], end)
     flipped = bytearray(log)
     flipped[ACK_RECORD_SIZE + 20] ^= 0x10  # record 8 damaged, 9 follows
-    assert scan_acks(bytes(flipped), 4) == ([7, 9], 3 * ACK_RECORD_SIZE, [ACK_RECORD_SIZE])
+    assert scan_acks(bytes(flipped), 4) == ([7, 9], end, [ACK_RECORD_SIZE], end)
     zeroed = bytes(ACK_RECORD_SIZE) + log[ACK_RECORD_SIZE:]  # the first record zeroed
-    assert scan_acks(zeroed, 4) == ([8, 9], 3 * ACK_RECORD_SIZE, [0])
-    assert scan_acks(b"", 4) == ([], 0, [])
+    assert scan_acks(zeroed, 4) == ([8, 9], end, [0], end)
+    assert scan_acks(b"", 4) == ([], 0, [], 0)
+
+
+# Acknowledgements written together: a log of whole writes (alone, or several together),
+# then the write in flight at a crash, of which any subset of records reached the disk.
+ack_writes = st.lists(st.lists(seqs, min_size=1, max_size=5), max_size=6)
+
+
+def ack_log(writes: list[list[int]], generation: int) -> bytes:
+    return b"".join(
+        mark_acks_together(b"".join(encode_ack(generation, s) for s in write))
+        for write in writes
+    )
+
+
+@given(ack_writes, st.lists(seqs, min_size=2, max_size=8), st.data())
+def test_acknowledgements_together_count_all_or_none_whatever_part_a_crash_kept(
+    done: list[list[int]], in_flight: list[int], data: st.DataObject
+) -> None:
+    log = ack_log(done, 6)
+    flight = ack_log([in_flight], 6)
+    kept = data.draw(
+        st.sets(st.integers(0, len(in_flight) - 1), max_size=len(in_flight) - 1),
+        label="slots kept (not all: the write did not finish)",
+    )
+    slots = [
+        flight[i * ACK_RECORD_SIZE : (i + 1) * ACK_RECORD_SIZE] if i in kept
+        else bytes(ACK_RECORD_SIZE)
+        for i in range(len(in_flight))
+    ]
+    scan = scan_acks(log + b"".join(slots) + bytes(64), 6)
+    assert scan.acks == [s for write in done for s in write]
+    assert scan.end == len(log)
+    assert scan.damaged == []
+    last_kept = max(kept, default=-1) + 1
+    assert scan.leftover == len(log) + last_kept * ACK_RECORD_SIZE
+    assert scan_acks(log + flight, 6).acks == [s for w in [*done, in_flight] for s in w]
+
+
+@pytest.mark.parametrize("after", [[[5]], [[5, 6]], [[5, 6, 7]], [[5], [6, 7]]])
+def test_a_damaged_record_before_later_writes_is_damage_even_when_they_were_together(
+    after: list[list[int]]
+) -> None:
+    log = bytearray(ack_log([[1], [2], *after], 6))
+    log[ACK_RECORD_SIZE + 20] ^= 1  # the acknowledgement of 2, durable, then damaged
+    scan = scan_acks(bytes(log), 6)
+    assert scan.damaged == [ACK_RECORD_SIZE]
+    assert scan.acks == [1, *(s for w in after for s in w)]
+
+
+def test_a_changed_marker_of_acknowledgements_together_fails_their_check() -> None:
+    together = ack_log([[3, 4, 5]], 2)
+    for offset in range(0, len(together), ACK_RECORD_SIZE):
+        for marker in (ACK_MAGIC, ACK_FIRST_MAGIC, ACK_MORE_MAGIC, ACK_END_MAGIC):
+            if together[offset] != marker:
+                changed = bytearray(together)
+                changed[offset] = marker
+                assert scan_acks(bytes(changed), 2).acks == []
 
 
 # --- info -------------------------------------------------------------------------------------

@@ -644,6 +644,7 @@ def test_what_a_step_created_is_what_undoing_it_removes() -> None:
 
 from pqueue.core.codec import (  # noqa: E402
     BATCH_END_MAGIC,
+    BATCH_FIRST_MAGIC,
     BATCH_MAGIC,
     ITEM_MAGIC,
     Record,
@@ -682,9 +683,9 @@ def fold_puts(
     state: QueueState, payloads: list[bytes], batch_magic: bool = False
 ) -> tuple[QueueState, list[Effect], list[tuple[str, int]]]:
     """``put`` of each payload in turn: the state, the effects, and where each record went
-    (its chunk path and offset). With ``batch_magic``, every record but the last is put
-    under ``BATCH_MAGIC`` and the last under ``BATCH_END_MAGIC``, as ``put_many`` marks
-    them (a batch of one is a plain put)."""
+    (its chunk path and offset). With ``batch_magic``, the first record is put under
+    ``BATCH_FIRST_MAGIC``, the last under ``BATCH_END_MAGIC`` and those between under
+    ``BATCH_MAGIC``, as ``put_many`` marks them (a batch of one is a plain put)."""
     effects: list[Effect] = []
     where = []
     for i, payload in enumerate(payloads):
@@ -692,7 +693,8 @@ def fold_puts(
                       state.head_offset))
         magic = ITEM_MAGIC
         if batch_magic and len(payloads) > 1:
-            magic = BATCH_MAGIC if i < len(payloads) - 1 else BATCH_END_MAGIC
+            last = len(payloads) - 1
+            magic = BATCH_FIRST_MAGIC if i == 0 else BATCH_END_MAGIC if i == last else BATCH_MAGIC
         state, made = transitions.put(state, payload, magic)
         effects.extend(made)
     return state, effects, where
@@ -721,8 +723,8 @@ def test_put_many_is_the_puts_one_by_one_with_the_batch_marked(
     assert many == one_by_one
 
     # The same bytes as the puts made one by one, but for the marker and CRC (bytes 0 to 4)
-    # of the batch's records: every one but the last under BATCH_MAGIC (more follow), the
-    # last under a marker the codec reads as a batch's last record.
+    # of the batch's records: the first under BATCH_FIRST_MAGIC, the last under a marker the
+    # codec reads as a batch's last record, those between under BATCH_MAGIC (more follow).
     after_many = interpret(files, effects)
     plain = interpret(files, singles)
     assert after_many.keys() == plain.keys()
@@ -733,7 +735,10 @@ def test_put_many_is_the_puts_one_by_one_with_the_batch_marked(
         assert isinstance(rec, Record) and rec.seq == state.head + i
         last = i == len(payloads) - 1
         assert rec.more == (not last)
-        assert (got[offset] == BATCH_MAGIC) == (not last)
+        assert rec.first == (i == 0 and not last)
+        assert rec.batch == (len(payloads) > 1)
+        if 0 < i < len(payloads) - 1:
+            assert got[offset] == BATCH_MAGIC
         plain[path][offset : offset + 5] = got[offset : offset + 5]
     assert after_many == plain
 

@@ -3,9 +3,11 @@
 A frame is a 17-byte header followed by the payload::
 
     offset  size  field
-    0       1     magic    non-zero: 0xD1 for an item record, 0xD2 for an item record of a
-                           batch that more records of the batch follow, 0xD3 for the last
-                           record of a batch, 0xA5 for an ack record
+    0       1     magic    non-zero: 0xD1 for an item record, 0xD4 for the first record
+                           of a batch, 0xD2 for a later record of a batch that more of it
+                           follow, 0xD3 for the last record of a batch; 0xA5 for an ack
+                           record, 0xA6, 0xA7 and 0xA8 for the first, a middle and the last
+                           ack record of acknowledgements written together
     1       4     crc32    over bytes 5..17 of the header and the payload (little endian),
                            seeded with the queue's salt
     5       4     length   of the payload in bytes
@@ -16,11 +18,15 @@ A zero byte is never a magic, so a zero-filled (preallocated or power-loss) tail
 as a frame, and the CRC rejects a torn or garbage one. Decoding returns a ``Record``, or an
 ``Incomplete`` (the bytes end inside the frame) or ``Corrupt`` (the bytes are not a frame).
 
-A batch of items put together (``Queue.put_many``) is written as one run of records: every
-one but the last under ``BATCH_MAGIC``, the last under ``BATCH_END_MAGIC``. Decoding an item
-record accepts all three (``Record.more``: more of its batch follow; ``Record.batch``: it is
-one of a batch); recovery keeps the records of a batch only up to its last record, so a
-batch torn by a crash is dropped whole, and can tell a batch's records from other puts'.
+A batch of items put together (``Queue.put_many``) is written as one run of records: the
+first under ``BATCH_FIRST_MAGIC``, the last under ``BATCH_END_MAGIC``, those between under
+``BATCH_MAGIC``. Decoding an item record accepts all four (``Record.more``: more of its batch
+follow; ``Record.batch``: it is one of a batch; ``Record.first``: it starts one). Recovery
+keeps a batch only whole, so a batch torn by a crash is dropped whole; and because both ends
+of a batch are marked it can tell what a crash left of a batch from later puts (a batch's
+later records that follow no start of theirs are leftovers, and a run after damage that
+holds the start of a batch is a later put, never the rest of the torn one). Acknowledgements
+written together (``task_done(n)``, ``ack_many``) are marked the same way in the ack log.
 
 The CRC of an item record is seeded with the queue's *salt* (a non-zero 32-bit number chosen
 when the queue is created and kept in ``info``) combined with the record's byte offset in its
@@ -49,9 +55,13 @@ import cattrs
 from pqueue.core.errors import CorruptQueueError, LegacyFormatError, UnsupportedFormatError
 
 __all__ = [
+    "ACK_END_MAGIC",
+    "ACK_FIRST_MAGIC",
     "ACK_MAGIC",
+    "ACK_MORE_MAGIC",
     "ACK_RECORD_SIZE",
     "BATCH_END_MAGIC",
+    "BATCH_FIRST_MAGIC",
     "BATCH_MAGIC",
     "FORMAT_NAME",
     "FORMAT_VERSION",
@@ -77,6 +87,7 @@ __all__ = [
     "encode_ack",
     "encode_info",
     "find_record",
+    "mark_acks_together",
     "scan_acks",
     "seed",
 ]
@@ -84,7 +95,11 @@ __all__ = [
 ITEM_MAGIC = 0xD1
 BATCH_MAGIC = 0xD2
 BATCH_END_MAGIC = 0xD3
+BATCH_FIRST_MAGIC = 0xD4
 ACK_MAGIC = 0xA5
+ACK_FIRST_MAGIC = 0xA6
+ACK_MORE_MAGIC = 0xA7
+ACK_END_MAGIC = 0xA8
 HEADER_SIZE = 17
 MAX_PAYLOAD = 0xFFFFFFFF
 
@@ -119,13 +134,14 @@ class ByteSource(Protocol):
 class Record(NamedTuple):
     """A whole, valid frame: its ``seq`` and where its payload and the frame end; ``more``
     for an item record of a batch that is not the batch's last, ``batch`` for any item
-    record of a batch."""
+    record of a batch, ``first`` for the first record of a batch."""
 
     seq: int
     start: int
     end: int
     more: bool = False
     batch: bool = False
+    first: bool = False
 
 
 class Incomplete(NamedTuple):
@@ -148,10 +164,14 @@ _MASK = 0xFFFFFFFF
 # The CRC of a batch record covers its marker too (the CRC seed goes through it first), so
 # that a damaged marker can never turn a batch's last record into one that more follow, or
 # the other way round.
-_BATCH_MARKS = {m: bytes((m,)) for m in (BATCH_MAGIC, BATCH_END_MAGIC)}
-# The other marker a record read as ``magic`` may carry: an item record may be one of a
-# batch that more records follow.
-_ALSO: dict[int, tuple[int, ...]] = {ITEM_MAGIC: (BATCH_MAGIC, BATCH_END_MAGIC)}
+_BATCH_MARKS = {
+    m: bytes((m,)) for m in (BATCH_MAGIC, BATCH_END_MAGIC, BATCH_FIRST_MAGIC)
+}
+# The other markers a record read as ``magic`` may carry: an item record may be one of a
+# batch.
+_ALSO: dict[int, tuple[int, ...]] = {
+    ITEM_MAGIC: (BATCH_MAGIC, BATCH_END_MAGIC, BATCH_FIRST_MAGIC)
+}
 
 
 def seed(salt: int, offset: int) -> int:
@@ -202,7 +222,7 @@ def decode(buf: ByteSource, pos: int, magic: int, salt: int = 0, base: int = 0) 
         return Corrupt(pos, "checksum mismatch")
     if mark is None:
         return Record(seq, start, end)
-    return Record(seq, start, end, m == BATCH_MAGIC, True)
+    return Record(seq, start, end, m != BATCH_END_MAGIC, True, m == BATCH_FIRST_MAGIC)
 
 
 def decode_block(
@@ -259,64 +279,138 @@ _ACK_BODY = struct.Struct("<IQQ")  # length (8), generation, acknowledged seq
 _pack_ack_body = _ACK_BODY.pack
 
 
-def encode_ack(generation: int, seq: int) -> bytes:
-    """An ack-log record: item ``seq`` is acknowledged, in log ``generation``.
+def encode_ack(generation: int, seq: int, magic: int = ACK_MAGIC) -> bytes:
+    """An ack-log record: item ``seq`` is acknowledged, in log ``generation``; ``magic``
+    says whether it is one alone (``ACK_MAGIC``) or the first, a middle or the last of
+    acknowledgements written together (``ACK_FIRST_MAGIC``, ``ACK_MORE_MAGIC``,
+    ``ACK_END_MAGIC``; their CRC covers the marker too).
 
     The same frame as ``encode(ACK_MAGIC, generation, seq as 8 bytes)``, built in one go.
     Every ack record is ``ACK_RECORD_SIZE`` bytes, so the log is a row of fixed slots.
     """
     body = _pack_ack_body(8, generation, seq)
-    return _pack_mark(ACK_MAGIC, _crc32(body)) + body
+    mark = _ACK_MARKS.get(magic)
+    return _pack_mark(magic, _crc32(body, _crc32(mark)) if mark else _crc32(body)) + body
+
+
+def mark_acks_together(records: bytes) -> bytes:
+    """The ack records ``records`` (consecutive slots, each made by ``encode_ack`` alone)
+    marked as written together: the first, the middle ones and the last, so that a crash
+    that keeps only some of them (a write reaches the disk a sector or a page at a time, in
+    any order) leaves what recovery recognises as one unfinished write, not damage."""
+    count = len(records) // ACK_RECORD_SIZE
+    if count < 2:
+        return records
+    out = []
+    for i in range(count):
+        _magic, _crc, _length, gen, seq = _ACK_SLOT.unpack_from(records, i * ACK_RECORD_SIZE)
+        magic = ACK_FIRST_MAGIC if i == 0 else ACK_END_MAGIC if i == count - 1 else ACK_MORE_MAGIC
+        out.append(encode_ack(gen, seq, magic))
+    return b"".join(out)
 
 
 class AckScan(NamedTuple):
     """What ``scan_acks`` found in the ack log for one generation.
 
     - ``acks``: the item seqs acknowledged by whole, valid records of the generation, in
-      log order.
+      log order (of acknowledgements written together, only when all of them are).
     - ``end``: the offset just after the last such record: where the next record goes.
     - ``damaged``: the offsets of slots before ``end`` that hold no valid record of the
       generation (damage: records are written one after another, so the generation's
       records fill the slots from the start without a gap).
+    - ``leftover``: the offset just after what a crash left of acknowledgements written
+      together that did not all reach the disk (``end`` when there are none): their
+      records are not counted.
     """
 
     acks: list[int]
     end: int
     damaged: list[int]
+    leftover: int = 0
+
+
+_SINGLE, _FIRST, _MORE, _END = range(4)
+_ACK_KIND = {
+    ACK_MAGIC: _SINGLE, ACK_FIRST_MAGIC: _FIRST, ACK_MORE_MAGIC: _MORE, ACK_END_MAGIC: _END
+}
+_ACK_MARKS = {m: bytes((m,)) for m in (ACK_FIRST_MAGIC, ACK_MORE_MAGIC, ACK_END_MAGIC)}
+_ACK_SEEDS = {m: _crc32(mark) for m, mark in _ACK_MARKS.items()}
 
 
 def scan_acks(buf: bytes, generation: int) -> AckScan:
     """Read the ack log ``buf`` as a row of ``ACK_RECORD_SIZE``-byte slots.
 
-    The records of ``generation`` fill the slots from offset 0 on, one after another; after
-    the last one come zeros (the preallocation), records of older generations (the log is
-    rewritten from its start by each generation) or a torn record. A slot that is not a valid
-    record of the generation but is followed by one that is, is damage: it is reported in
-    ``damaged``, never taken for the end of the log.
+    The records of ``generation`` fill the slots from offset 0 on, one write after another,
+    each made durable before the next: a record alone, or records written together (first,
+    middle ones, last). After the last one come zeros (the preallocation), records of older
+    generations (the log is rewritten from its start by each generation), or what a crash
+    left of the write in flight: a torn record, or some of the records written together, in
+    any order. A slot that is not a valid record of the generation but is followed by a valid
+    one that cannot be part of that last write (a record alone, a first one, or anything
+    after a last one) is damage: it is reported in ``damaged``, never taken for the end of the
+    log.
     """
-    acks: list[int] = []
-    damaged: list[int] = []
-    gap: list[int] = []
     unpack = _ACK_SLOT.unpack_from
     crc32 = _crc32
+    seeds = _ACK_SEEDS
+    kinds = _ACK_KIND
     size = len(buf)
+    # The valid records of the generation: (offset, kind, seq); and the offsets of the rest.
+    found: list[tuple[int, int, int]] = []
     pos = 0
-    end = 0
     while pos + ACK_RECORD_SIZE <= size:
         magic, crc, length, gen, seq = unpack(buf, pos)
+        kind = kinds.get(magic)
         if (
-            magic == ACK_MAGIC and length == 8 and gen == generation
-            and crc32(buf[pos + 5 : pos + ACK_RECORD_SIZE]) == crc
+            kind is not None and length == 8 and gen == generation
+            and crc32(buf[pos + 5 : pos + ACK_RECORD_SIZE], seeds.get(magic, 0)) == crc
         ):
-            if gap:
-                damaged.extend(gap)
-                gap = []
-            acks.append(seq)
-            end = pos + ACK_RECORD_SIZE
-        else:
-            gap.append(pos)
+            found.append((pos, kind, seq))
         pos += ACK_RECORD_SIZE
-    return AckScan(acks, end, damaged)
+    # Whole writes, from the start: each a record alone or a run from a first to a last.
+    acks: list[int] = []
+    end = 0
+    i = 0
+    n = len(found)
+    while i < n:
+        at, kind, seq = found[i]
+        if at != end:
+            break
+        if kind == _SINGLE:
+            acks.append(seq)
+            end += ACK_RECORD_SIZE
+            i += 1
+            continue
+        if kind != _FIRST:
+            break
+        j = i + 1
+        while j < n and found[j][1] == _MORE and found[j][0] == at + (j - i) * ACK_RECORD_SIZE:
+            j += 1
+        if j < n and found[j][1] == _END and found[j][0] == at + (j - i) * ACK_RECORD_SIZE:
+            acks.extend(s for _, _, s in found[i : j + 1])
+            end = found[j][0] + ACK_RECORD_SIZE
+            i = j + 1
+            continue
+        break
+    rest = found[i:]
+    if not rest:
+        return AckScan(acks, end, [], end)
+    # What follows the whole writes: what a crash left of one write of records together,
+    # or damage with later records after it.
+    kinds_left = [kind for _, kind, _ in rest]
+    first_ok = kinds_left[0] in (_FIRST, _MORE, _END) and (
+        kinds_left[0] != _FIRST or rest[0][0] == end
+    )
+    if first_ok and all(k == _MORE for k in kinds_left[1:-1]) and (
+        len(rest) == 1 or kinds_left[-1] in (_MORE, _END)
+    ) and (kinds_left[0] != _END or len(rest) == 1):
+        return AckScan(acks, end, [], rest[-1][0] + ACK_RECORD_SIZE)
+    # Damage: count every valid record, and report the slots without one before the last.
+    last = rest[-1][0] + ACK_RECORD_SIZE
+    have = {at for at, _, _ in found}
+    damaged = [p for p in range(end, last, ACK_RECORD_SIZE) if p not in have]
+    acks.extend(s for _, _, s in rest)
+    return AckScan(acks, last, damaged, last)
 
 
 # --- the info file ------------------------------------------------------------------------

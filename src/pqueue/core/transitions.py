@@ -39,6 +39,7 @@ from pqueue.core import ranges
 from pqueue.core.codec import (
     ACK_RECORD_SIZE,
     BATCH_END_MAGIC,
+    BATCH_FIRST_MAGIC,
     BATCH_MAGIC,
     HEADER_SIZE,
     ITEM_MAGIC,
@@ -53,6 +54,7 @@ from pqueue.core.codec import (
     encode_ack,
     encode_info,
     find_record,
+    mark_acks_together,
     scan_acks,
 )
 from pqueue.core.effects import (
@@ -254,8 +256,8 @@ def _grown(end: int, frame: int) -> int:
 
 
 def put(state: QueueState, payload: bytes, magic: int = ITEM_MAGIC) -> Step:
-    """Append one item (already serialised to ``payload``) at the head. ``magic``:
-    ``BATCH_MAGIC`` for a record of a batch that more of its records follow (``put_many``)."""
+    """Append one item (already serialised to ``payload``) at the head. ``magic``: the
+    marker of a record of a batch (``put_many``) when it is one."""
     (
         config, seq, offset, read, read_offset, tail, acked, size, outstanding, ack_offset,
         ledger,
@@ -324,10 +326,10 @@ def put(state: QueueState, payload: bytes, magic: int = ITEM_MAGIC) -> Step:
 
 def put_many(state: QueueState, payloads: Sequence[bytes]) -> Step:
     """Append several items (serialised) at the head as one batch, durable together or not
-    at all: one run of records, every one but the last under ``BATCH_MAGIC``, the last under
-    ``BATCH_END_MAGIC`` (recovery
-    drops a batch whose last record is not whole), written with one write per chunk file it
-    falls in and, in ``fsync`` mode, one fsync of each."""
+    at all: one run of records, the first under ``BATCH_FIRST_MAGIC``, the last under
+    ``BATCH_END_MAGIC`` and those between under ``BATCH_MAGIC`` (recovery keeps a batch only
+    whole), written with one write per chunk file it falls in and, in ``fsync`` mode, one
+    fsync of each."""
     if not payloads:
         raise ValueError("a batch holds at least one item")
     last = len(payloads) - 1
@@ -335,7 +337,8 @@ def put_many(state: QueueState, payloads: Sequence[bytes]) -> Step:
         return put(state, payloads[0])
     effects: list[Effect] = []
     for i, payload in enumerate(payloads):
-        state, made = put(state, payload, BATCH_MAGIC if i < last else BATCH_END_MAGIC)
+        magic = BATCH_MAGIC if 0 < i < last else BATCH_FIRST_MAGIC if i == 0 else BATCH_END_MAGIC
+        state, made = put(state, payload, magic)
         effects.extend(made)
     return state, coalesce(effects)
 
@@ -387,6 +390,18 @@ def coalesce(effects: Iterable[Effect]) -> tuple[Effect, ...]:
     made.extend(FsyncDir(path) for path in dirs)
     made.extend(Release(path) for path in released)
     return tuple(made)
+
+
+def acks_together(writes: Sequence[Effect]) -> tuple[Effect, ...]:
+    """The writes of several ``ack`` steps' records (consecutive slots of the ack log, in
+    order) made as one write, its records marked as written together (``task_done(n)``,
+    ``ack_many`` and grouped acknowledgements), so that recovery counts them all or none of
+    them, and never takes what a crash left of them for damage."""
+    made = coalesce(writes)
+    return tuple(
+        Write(e.path, e.offset, mark_acks_together(e.data)) if type(e) is Write else e
+        for e in made
+    )
 
 
 def deliver(state: QueueState, seq: int, end: int) -> tuple[QueueState, bool]:
@@ -815,11 +830,20 @@ def recover(config: Config, obs: Observation) -> ReadChunks | Recovered:
             f"the chunk ends before the checkpointed head at offset {head.offset}",
         )
     # Where the last whole put ended: a batch (put_many) counts only up to its last record.
+    # A batch's later record that follows no start of its batch is what a crash left of a
+    # batch whose start a later put overwrote (a shared queue's participant killed before
+    # it published its batch): the scan ends there, as it does inside a batch at a record
+    # that starts another put.
     committed = (seq, number, pos)
+    inside = False
     while (data := obs.chunks.get(number)) is not None:
         rec = decode(data, pos, ITEM_MAGIC, salt)
         if type(rec) is not Record or rec.seq != seq:
             break
+        starts = not rec.batch or rec.first  # a put alone, or the first record of a batch
+        if starts is inside:
+            break  # a start inside a batch, or a batch's later record with no start
+        inside = rec.more
         seq += 1
         pos = rec.end
         if seq % cs == 0:
@@ -829,7 +853,7 @@ def recover(config: Config, obs: Observation) -> ReadChunks | Recovered:
             committed = (seq, number, pos)
     notices: list[Notice] = []
     later = _later_records(config, obs, numbers, number, pos, seq)
-    if later is not None and _only_a_batch(config, obs, numbers, number, pos):
+    if later is not None and _only_a_batch(config, obs, numbers, number, pos, committed[0]):
         later = None  # what follows is the rest of the batch in flight: torn, not damage
     if committed[0] != seq:
         notices.append(Notice(
@@ -881,6 +905,13 @@ def recover(config: Config, obs: Observation) -> ReadChunks | Recovered:
             "record(s) "
             "passed over; the items they acknowledged may be delivered again",
         ))
+    if scan.leftover > scan.end:
+        notices.append(Notice(
+            "info",
+            f"{config.ack_path} at offset {scan.end}: acknowledgements written together "
+            "that a crash cut short were not counted (task_done(n) or ack_many had not "
+            "returned): their items will be delivered again",
+        ))  # (and never later: the checkpoint made at opening starts a new generation)
     acked = ranges.from_pairs(info.acked)
     for s in scan.acks:
         if info.tail <= s < new_head and not ranges.contains(acked, s):
@@ -970,27 +1001,29 @@ def _later_records(
 
 
 def _only_a_batch(
-    config: Config, obs: Observation, numbers: list[int], number: int, pos: int
+    config: Config, obs: Observation, numbers: list[int], number: int, pos: int, since: int
 ) -> bool:
     """Whether the whole records after offset ``pos`` of chunk ``number`` (and in every
-    later chunk file) are some records of one batch: records of a batch, all of them but
-    the last ones that more of it follow. Then they are what a crash left of a ``put_many``
-    in flight, which never returned, rather than later puts cut off by damage (a put alone
-    is never a batch's record, and a batch that returned is followed by nothing here, or by
-    another put or batch, which is not this one's)."""
+    later chunk file) numbered ``since`` or later are some later records of batches: records
+    of a batch but not its first. Then they are what a crash left of a ``put_many`` in
+    flight, which never returned (begun at ``pos`` or before it; and, in a shared queue, of
+    one a participant killed before it published it left there), rather than later puts cut
+    off by damage: a put alone is never a batch's record, a batch that begins after ``pos``
+    has its first record there, and a batch that returned is followed by nothing, or by the
+    start of another put. (Records numbered before ``since`` are older items' that a
+    recycled chunk file still holds, never later puts.)"""
     salt = config.salt
     found_any = False
-    ended = False
     for n in [number, *(m for m in numbers if m > number)]:
         data = obs.chunks.get(n)
         if data is None:
             continue
         found = find_record(data, pos + 1 if n == number else 0, ITEM_MAGIC, salt)
         while found is not None:
-            if not found.batch or ended:
-                return False
-            found_any = True
-            ended = not found.more
+            if found.seq >= since:
+                if not found.batch or found.first:
+                    return False
+                found_any = True
             found = find_record(data, found.end, ITEM_MAGIC, salt)
     return found_any
 
@@ -1050,7 +1083,9 @@ def _locate(config: Config, data: ByteSource, seq: int) -> int:
 
 
 def _starts_with_a_frame(data: ByteSource) -> bool:
-    if len(data) < HEADER_SIZE or data[0] not in (ITEM_MAGIC, BATCH_MAGIC, BATCH_END_MAGIC):
+    if len(data) < HEADER_SIZE or data[0] not in (
+        ITEM_MAGIC, BATCH_MAGIC, BATCH_END_MAGIC, BATCH_FIRST_MAGIC
+    ):
         return False
     length = int.from_bytes(data[5:9], "little")
     return HEADER_SIZE + length <= len(data)

@@ -582,7 +582,7 @@ class Shell:
         if pending:
             self._ack_writes = []
             self.dirty = True
-            apply(self.fs, transitions.coalesce(pending))
+            apply(self.fs, transitions.acks_together(pending))
             self.dirty = False
 
     def take(self) -> tuple[int, bytes]:
