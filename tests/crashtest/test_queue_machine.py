@@ -1,13 +1,15 @@
 """The real Queue, crashed anywhere, against the contract (a CrashMachine).
 
-Rules: put, get, get_delivery, task_done, Delivery.ack (in any order), close/reopen, and
+Rules: put, get, get_delivery, task_done, Delivery.ack (in any order), the batch forms
+put_many, get_many, task_done(n) and ack_many, close/reopen, and
 crashes inside any of them (after any number of their file operations, a write possibly
 torn) or between them, under both durability modes and both persistence models, with chunks
 of 1-3 items (small ones, or 1500-byte ones spanning disk sectors) and a checkpoint at every
 chunk boundary. After every crash the queue is
 reopened on a drawn crash state (the reopening itself possibly crashing) and everything it
 holds is checked against the history (``queue_model.check_recovered``: DESIGN.md section 3,
-or in flush mode under POWER_LOSS the weaker promise). Between crashes, every get must
+or in flush mode under POWER_LOSS the weaker promise), and a batch put by a put_many the
+crash interrupted must come back whole or not at all. Between crashes, every get must
 deliver what the model says and ``qsize()``/``unfinished_tasks`` must match it.
 """
 
@@ -48,6 +50,7 @@ class QueueMachine(CrashMachine):
         self.waiting: deque[int] = deque()
         self.outstanding: deque[int] = deque()
         self.handles: list[Delivery[int]] = []
+        self.batch: set[int] = set()  # the items of a put_many in flight
 
     @initialize(
         durability=st.sampled_from(["fsync", "flush"]),
@@ -78,6 +81,11 @@ class QueueMachine(CrashMachine):
         q = self.queue
         items = drain(q)
         check_recovered(items, self.history, covered(self.durability, self.model))
+        kept = self.batch.intersection(items)
+        assert kept in (set(), self.batch), (
+            f"put_many({sorted(self.batch)}) was cut short by a crash: all of the batch or "
+            f"none of it may come back, found {sorted(kept)}"
+        )
         q.close()
         self.open(self.disk)
         self.history = Expected(put=list(items))
@@ -94,6 +102,28 @@ class QueueMachine(CrashMachine):
             self.history.put.append(item)
             self.waiting.append(item)
         self.history.maybe_put = set()
+
+    @rule(count=st.integers(min_value=1, max_value=4), data=st.data())
+    def put_many(self, count: int, data: st.DataObject) -> None:
+        items = list(range(self.next_item, self.next_item + count))
+        self.next_item += count
+        self.history.maybe_put = self.batch = set(items)
+        if self.attempt(lambda: self.queue.put_many(items), data):
+            self.history.put.extend(items)
+            self.waiting.extend(items)
+        self.history.maybe_put = self.batch = set()
+
+    @rule(most=st.integers(min_value=1, max_value=3))
+    def get_many(self, most: int) -> None:
+        if not self.waiting:
+            with pytest.raises(Empty):
+                self.queue.get_many(most, block=False)
+            return
+        got = self.queue.get_many(most, block=False)
+        assert got == [self.waiting.popleft() for _ in range(min(most, len(self.waiting)))], (
+            "FIFO: the oldest waiting items come first, as many as wait up to the most asked"
+        )
+        self.outstanding.extend(got)
 
     @rule()
     def get(self) -> None:
@@ -123,6 +153,32 @@ class QueueMachine(CrashMachine):
         if self.attempt(self.queue.task_done, data):
             self.outstanding.popleft()
             self.history.acked.add(item)
+        self.history.maybe_acked = set()
+
+    @precondition(lambda self: len(self.outstanding) > 1)
+    @rule(n=st.integers(min_value=2, max_value=4), data=st.data())
+    def task_done_many(self, n: int, data: st.DataObject) -> None:
+        n = min(n, len(self.outstanding))
+        items = [self.outstanding[i] for i in range(n)]
+        self.history.maybe_acked = set(items)
+        if self.attempt(lambda: self.queue.task_done(n), data):
+            for _ in items:
+                self.outstanding.popleft()
+            self.history.acked.update(items)
+        self.history.maybe_acked = set()
+
+    @precondition(lambda self: len(self.handles) > 1)
+    @rule(data=st.data())
+    def ack_many(self, data: st.DataObject) -> None:
+        which = data.draw(st.lists(
+            st.integers(0, len(self.handles) - 1), min_size=2, max_size=4, unique=True
+        ), label="deliveries acknowledged together")
+        chosen = [self.handles[i] for i in which]
+        self.history.maybe_acked = {d.item for d in chosen}
+        if self.attempt(lambda: self.queue.ack_many(chosen), data):
+            for delivery in chosen:
+                self.handles.remove(delivery)
+            self.history.acked.update(d.item for d in chosen)
         self.history.maybe_acked = set()
 
     @precondition(lambda self: self.handles)
