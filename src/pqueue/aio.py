@@ -842,8 +842,13 @@ class AsyncQueue(Generic[T]):
             else:
                 _post_to(loop, _resolve, fut, None, None)
 
-        threading.Thread(target=run, name=f"pqueue.aio close {self.path}", daemon=True).start()
-        await _outcome(fut)
+        thread = threading.Thread(target=run, name=f"pqueue.aio close {self.path}", daemon=True)
+        thread.start()
+        try:
+            await _outcome(fut)
+        finally:
+            # Its last step is posting the outcome: it ends at once, and is gone on return.
+            thread.join()
 
     async def __aenter__(self) -> AsyncQueue[T]:
         return self

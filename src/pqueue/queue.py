@@ -640,7 +640,15 @@ class Queue(Generic[T]):
         """Put one serialised item (``payload`` bytes) or a batch (a list of ``count``)."""
         group = self._put_group
         if group is not None and self._maxsize <= 0:
-            self._insert_grouped(group, payload, count)
+            # Signals wait until the grouped put is over: a handler's exception landing
+            # inside the group's bookkeeping (its Condition is Python code, whose lock such
+            # an exception can leave held) would leave every later put waiting for good.
+            mask = _signal_mask()
+            try:
+                _block_signals()
+                self._insert_grouped(group, payload, count)
+            finally:
+                _restore_signals(mask)
             return
         # "with", never acquire() then try: a signal handler's exception can land right
         # after acquire() returns, before the try, and leave the mutex held for good.
@@ -1027,7 +1035,12 @@ class Queue(Generic[T]):
             _check_size("n", n, 1)
         group = self._ack_group
         if group is not None:
-            self._task_done_grouped(group, n)
+            mask = _signal_mask()  # signals wait, as for a grouped put (``_insert``)
+            try:
+                _block_signals()
+                self._task_done_grouped(group, n)
+            finally:
+                _restore_signals(mask)
             return
         with self.mutex:
             if self._phase is not _OPEN:
