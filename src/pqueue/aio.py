@@ -56,6 +56,7 @@ from pqueue.core.errors import Empty, Full, PQueueError, QueueClosedError, ShutD
 from pqueue.core.state import Durability, Policy
 from pqueue.core.transitions import Command, Phase
 from pqueue.io.fs import FileSystem
+from pqueue.io.shared import _block_signals
 from pqueue.queue import Delivery, Queue
 from pqueue.serializers import Serializer
 
@@ -242,6 +243,7 @@ class _Service:
             raise
 
     def _run(self) -> None:
+        _block_signals()  # signals are the main thread's: never handled here (see Queue)
         try:
             while True:
                 with self._cond:
@@ -835,6 +837,7 @@ class AsyncQueue(Generic[T]):
         fut: asyncio.Future[None] = loop.create_future()
 
         def run() -> None:
+            _block_signals()
             try:
                 self.close()
             except Exception as exc:

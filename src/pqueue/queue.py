@@ -333,14 +333,27 @@ class Queue(Generic[T]):
                     raise
                 assert isinstance(shell, SharedShell)
                 self._shell = shell
-        finally:
+        except BaseException:
             _restore_signals(mask)
+            raise
         owned = self._fs if owns_fs and isinstance(self._fs, OsFileSystem) else None
         locks = (self._lock,) if self.exclusive else (self._shell.peer, self._shell.member)
         weakref.finalize(self, _finalize, owned, *locks)
         _instances.add(self)
         self._phase = Phase.OPEN
         self._opening = False
+        try:
+            _restore_signals(mask)  # a signal that waited is handled here
+        except BaseException:
+            # Its handler raised: the caller never gets this queue, so it must not keep the
+            # directory's locks until a garbage collection (a later open in this process
+            # would wait for them for good).
+            try:
+                _block_signals()
+                self.close()
+            finally:
+                _restore_signals(mask)
+            raise
 
     # --- opening ----------------------------------------------------------------------------
 
@@ -1589,6 +1602,10 @@ class _Graveyard:
 
 
 def _reclaim(ref: weakref.ref[Queue[Any]]) -> None:
+    # A thread of pqueue's own never takes a signal: while the main thread holds signals
+    # back for an operation, the kernel would deliver one here, and Python would run its
+    # handler in the main thread at once, inside that operation.
+    _block_signals()
     queue = ref()
     if queue is not None:
         queue._reclaim()
