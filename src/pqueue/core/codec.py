@@ -67,6 +67,7 @@ __all__ = [
     "FORMAT_VERSION",
     "HEADER_SIZE",
     "ITEM_MAGIC",
+    "ITEM_MARKERS",
     "MAX_CHUNKSIZE",
     "MAX_SALT",
     "MAX_SEQ",
@@ -172,6 +173,8 @@ _BATCH_MARKS = {
 _ALSO: dict[int, tuple[int, ...]] = {
     ITEM_MAGIC: (BATCH_MAGIC, BATCH_END_MAGIC, BATCH_FIRST_MAGIC)
 }
+ITEM_MARKERS = (ITEM_MAGIC, *_ALSO[ITEM_MAGIC])
+"""Every marker an item record may carry (alone, or one of a batch)."""
 
 
 def seed(salt: int, offset: int) -> int:
@@ -355,7 +358,7 @@ def scan_acks(buf: bytes, generation: int) -> AckScan:
     seeds = _ACK_SEEDS
     kinds = _ACK_KIND
     size = len(buf)
-    # The valid records of the generation: (offset, kind, seq); and the offsets of the rest.
+    # The valid records of the generation: (offset, kind, seq).
     found: list[tuple[int, int, int]] = []
     pos = 0
     while pos + ACK_RECORD_SIZE <= size:
@@ -395,15 +398,7 @@ def scan_acks(buf: bytes, generation: int) -> AckScan:
     rest = found[i:]
     if not rest:
         return AckScan(acks, end, [], end)
-    # What follows the whole writes: what a crash left of one write of records together,
-    # or damage with later records after it.
-    kinds_left = [kind for _, kind, _ in rest]
-    first_ok = kinds_left[0] in (_FIRST, _MORE, _END) and (
-        kinds_left[0] != _FIRST or rest[0][0] == end
-    )
-    if first_ok and all(k == _MORE for k in kinds_left[1:-1]) and (
-        len(rest) == 1 or kinds_left[-1] in (_MORE, _END)
-    ) and (kinds_left[0] != _END or len(rest) == 1):
+    if _one_unfinished_write(rest, end):
         return AckScan(acks, end, [], rest[-1][0] + ACK_RECORD_SIZE)
     # Damage: count every valid record, and report the slots without one before the last.
     last = rest[-1][0] + ACK_RECORD_SIZE
@@ -411,6 +406,20 @@ def scan_acks(buf: bytes, generation: int) -> AckScan:
     damaged = [p for p in range(end, last, ACK_RECORD_SIZE) if p not in have]
     acks.extend(s for _, _, s in rest)
     return AckScan(acks, last, damaged, last)
+
+
+def _one_unfinished_write(rest: list[tuple[int, int, int]], end: int) -> bool:
+    """Whether the valid records ``rest`` after the whole writes (which end at ``end``) can
+    all be what a crash left of one write of records together begun at ``end``: no record
+    alone, a first record only as the first of them and at ``end``, a last record only as
+    the last of them."""
+    last = len(rest) - 1
+    return not any(
+        kind == _SINGLE
+        or (kind == _FIRST and (i or at != end))
+        or (kind == _END and i != last)
+        for i, (at, kind, _) in enumerate(rest)
+    )
 
 
 # --- the info file ------------------------------------------------------------------------

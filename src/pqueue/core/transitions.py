@@ -43,6 +43,7 @@ from pqueue.core.codec import (
     BATCH_MAGIC,
     HEADER_SIZE,
     ITEM_MAGIC,
+    ITEM_MARKERS,
     MAX_SEQ,
     ByteSource,
     Info,
@@ -853,7 +854,7 @@ def recover(config: Config, obs: Observation) -> ReadChunks | Recovered:
             committed = (seq, number, pos)
     notices: list[Notice] = []
     later = _later_records(config, obs, numbers, number, pos, seq)
-    if later is not None and _only_a_batch(config, obs, numbers, number, pos, committed[0]):
+    if later is not None and _only_a_batch(config, obs, numbers, number, pos):
         later = None  # what follows is the rest of the batch in flight: torn, not damage
     if committed[0] != seq:
         notices.append(Notice(
@@ -1001,17 +1002,16 @@ def _later_records(
 
 
 def _only_a_batch(
-    config: Config, obs: Observation, numbers: list[int], number: int, pos: int, since: int
+    config: Config, obs: Observation, numbers: list[int], number: int, pos: int
 ) -> bool:
     """Whether the whole records after offset ``pos`` of chunk ``number`` (and in every
-    later chunk file) numbered ``since`` or later are some later records of batches: records
+    later chunk file) are some later records of batches: records
     of a batch but not its first. Then they are what a crash left of a ``put_many`` in
     flight, which never returned (begun at ``pos`` or before it; and, in a shared queue, of
     one a participant killed before it published it left there), rather than later puts cut
     off by damage: a put alone is never a batch's record, a batch that begins after ``pos``
     has its first record there, and a batch that returned is followed by nothing, or by the
-    start of another put. (Records numbered before ``since`` are older items' that a
-    recycled chunk file still holds, never later puts.)"""
+    start of another put."""
     salt = config.salt
     found_any = False
     for n in [number, *(m for m in numbers if m > number)]:
@@ -1020,10 +1020,9 @@ def _only_a_batch(
             continue
         found = find_record(data, pos + 1 if n == number else 0, ITEM_MAGIC, salt)
         while found is not None:
-            if found.seq >= since:
-                if not found.batch or found.first:
-                    return False
-                found_any = True
+            if not found.batch or found.first:
+                return False
+            found_any = True
             found = find_record(data, found.end, ITEM_MAGIC, salt)
     return found_any
 
@@ -1083,9 +1082,7 @@ def _locate(config: Config, data: ByteSource, seq: int) -> int:
 
 
 def _starts_with_a_frame(data: ByteSource) -> bool:
-    if len(data) < HEADER_SIZE or data[0] not in (
-        ITEM_MAGIC, BATCH_MAGIC, BATCH_END_MAGIC, BATCH_FIRST_MAGIC
-    ):
+    if len(data) < HEADER_SIZE or data[0] not in ITEM_MARKERS:
         return False
     length = int.from_bytes(data[5:9], "little")
     return HEADER_SIZE + length <= len(data)
